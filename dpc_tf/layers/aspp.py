@@ -1,0 +1,68 @@
+"""The ASPP head of DeepLabv3+, the baseline the DPC is measured against."""
+
+from __future__ import annotations
+
+import keras
+
+from dpc_tf.layers import common
+from dpc_tf.layers.conv_blocks import ConvBNReLU, SeparableConvBNReLU
+from dpc_tf.layers.pyramid_pooling import PyramidPooling
+
+
+@keras.saving.register_keras_serializable(package="dpc_tf")
+class ASPP(common.NormConfigMixin, keras.layers.Layer):
+  """image pooling + 1x1 conv + separable atrous convs -> concat -> 1x1 projection -> dropout.
+
+  Branch order and names follow the release (image_pooling, aspp0, aspp1..3). Rates are
+  written for output stride 16 and scaled by rate_multiplier (16 // output_stride). Note the
+  dropout sits after the projection here, unlike the DPC's.
+  """
+
+  def __init__(self, filters: int = 256, rates=(6, 12, 18), rate_multiplier: int = 1,
+               image_pooling: bool = True, dropout: float = 0.1, crop_size=None,
+               output_stride: int = 16, weight_decay: float = common.WEIGHT_DECAY,
+               bn_momentum: float = common.BN_MOMENTUM, bn_epsilon: float = common.BN_EPSILON,
+               sync_bn: bool = False, **kwargs):
+    super().__init__(**kwargs)
+    self.filters = filters
+    self.rates = tuple(int(r) for r in rates)
+    self.rate_multiplier = rate_multiplier
+    self.image_pooling = image_pooling
+    self.dropout_rate = dropout
+    self.crop_size = None if crop_size is None else common.pair(crop_size, "crop_size")
+    self.output_stride = output_stride
+    self._init_norm(weight_decay, bn_momentum, bn_epsilon, sync_bn)
+    norm = self._norm_config()
+    self.branch_layers = []
+    if image_pooling:
+      self.branch_layers.append(PyramidPooling(1, filters, crop_size=self.crop_size,
+                                               output_stride=output_stride,
+                                               name="image_pooling", **norm))
+    self.branch_layers.append(ConvBNReLU(filters, 1, name="aspp0", **norm))
+    for i, rate in enumerate(self.rates, start=1):
+      self.branch_layers.append(SeparableConvBNReLU(filters, rate * rate_multiplier,
+                                                    name=f"aspp{i}", **norm))
+    self.concat_projection = ConvBNReLU(filters, 1, name="concat_projection", **norm)
+    self.dropout = keras.layers.Dropout(dropout, name="dropout")
+
+  def build(self, input_shape):
+    for layer in self.branch_layers:
+      layer.build(input_shape)
+    width = self.filters * len(self.branch_layers)
+    self.concat_projection.build(tuple(input_shape[:-1]) + (width,))
+
+  def call(self, features, training=None):
+    x = keras.ops.concatenate([layer(features, training=training)
+                               for layer in self.branch_layers], axis=-1)
+    x = self.concat_projection(x, training=training)
+    return self.dropout(x, training=training)
+
+  def compute_output_shape(self, input_shape):
+    return tuple(input_shape[:-1]) + (self.filters,)
+
+  def get_config(self):
+    return {**super().get_config(), "filters": self.filters, "rates": list(self.rates),
+            "rate_multiplier": self.rate_multiplier, "image_pooling": self.image_pooling,
+            "dropout": self.dropout_rate,
+            "crop_size": None if self.crop_size is None else list(self.crop_size),
+            "output_stride": self.output_stride, **self._norm_config()}

@@ -1,0 +1,63 @@
+"""Conventions shared by every layer: batch norm, slim-style L2, align-corners resizing."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import keras
+import tensorflow as tf
+
+# DeepLab's defaults for heads (REFERENCE.md section 3); backbones use epsilon 1e-3.
+BN_MOMENTUM = 0.9997
+BN_EPSILON = 1e-5
+WEIGHT_DECAY = 4e-5
+
+
+def scale_dimension(dim: int, scale: float) -> int:
+  """DeepLab's size rule: int((dim - 1) * scale + 1); why its crops are 513, 769, 1025."""
+  return int((dim - 1) * scale + 1)
+
+
+def l2(weight_decay: float) -> Optional[keras.regularizers.Regularizer]:
+  """slim's L2 is wd * sum(w^2) / 2; Keras' L2(l) is l * sum(w^2)."""
+  return keras.regularizers.L2(weight_decay / 2.0) if weight_decay else None
+
+
+def batch_norm(name: str, momentum: float = BN_MOMENTUM, epsilon: float = BN_EPSILON,
+               synchronized: bool = False) -> keras.layers.BatchNormalization:
+  return keras.layers.BatchNormalization(
+      momentum=momentum, epsilon=epsilon, synchronized=synchronized, name=name)
+
+
+def resize_bilinear(x: tf.Tensor, size: Sequence) -> tf.Tensor:
+  """Bilinear resize with align_corners=True, keeping x's dtype (keras.ops has no align_corners)."""
+  y = tf.raw_ops.ResizeBilinear(images=x, size=tf.cast(size, tf.int32), align_corners=True,
+                                half_pixel_centers=False)
+  return tf.cast(y, x.dtype)
+
+
+def pair(value, name: str) -> tuple[int, int]:
+  """Normalises an int or a 2-sequence of ints to (h, w)."""
+  if isinstance(value, int):
+    return (value, value)
+  value = tuple(value)
+  if len(value) != 2 or not all(isinstance(v, int) for v in value):
+    raise ValueError(f"{name} must be an int or two ints (h, w), got {value!r}")
+  return value
+
+
+class NormConfigMixin:
+  """Stores and serialises the batch-norm / weight-decay settings every conv block takes."""
+
+  def _init_norm(self, weight_decay, bn_momentum, bn_epsilon, sync_bn):
+    self.weight_decay = weight_decay
+    self.bn_momentum = bn_momentum
+    self.bn_epsilon = bn_epsilon
+    self.sync_bn = sync_bn
+
+  def _norm_config(self) -> dict:
+    return {"weight_decay": self.weight_decay, "bn_momentum": self.bn_momentum,
+            "bn_epsilon": self.bn_epsilon, "sync_bn": self.sync_bn}
+
+  def _bn(self, name: str) -> keras.layers.BatchNormalization:
+    return batch_norm(name, self.bn_momentum, self.bn_epsilon, self.sync_bn)

@@ -1,0 +1,82 @@
+"""Conv + BN + ReLU blocks as DeepLab builds them (no bias, slim L2, BN after each conv)."""
+
+from __future__ import annotations
+
+import keras
+
+from dpc_tf.layers import common
+
+
+@keras.saving.register_keras_serializable(package="dpc_tf")
+class ConvBNReLU(common.NormConfigMixin, keras.layers.Layer):
+  """k x k conv (no bias, 'same') -> BN -> ReLU. The 1x1 conv operator and projections."""
+
+  def __init__(self, filters: int, kernel_size: int = 1, rate=1, activation: bool = True,
+               weight_decay: float = common.WEIGHT_DECAY, bn_momentum: float = common.BN_MOMENTUM,
+               bn_epsilon: float = common.BN_EPSILON, sync_bn: bool = False, **kwargs):
+    super().__init__(**kwargs)
+    self.filters = filters
+    self.kernel_size = kernel_size
+    self.rate = common.pair(rate, "rate")
+    self.activation = activation
+    self._init_norm(weight_decay, bn_momentum, bn_epsilon, sync_bn)
+    self.conv = keras.layers.Conv2D(
+        filters, kernel_size, padding="same", dilation_rate=self.rate, use_bias=False,
+        kernel_regularizer=common.l2(weight_decay), name="conv")
+    self.bn = self._bn("bn")
+
+  def build(self, input_shape):
+    self.conv.build(input_shape)
+    self.bn.build(self.conv.compute_output_shape(input_shape))
+
+  def call(self, x, training=None):
+    x = self.bn(self.conv(x), training=training)
+    return keras.ops.relu(x) if self.activation else x
+
+  def compute_output_shape(self, input_shape):
+    return tuple(input_shape[:-1]) + (self.filters,)
+
+  def get_config(self):
+    return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
+            "rate": list(self.rate), "activation": self.activation, **self._norm_config()}
+
+
+@keras.saving.register_keras_serializable(package="dpc_tf")
+class SeparableConvBNReLU(common.NormConfigMixin, keras.layers.Layer):
+  """Atrous separable conv: depthwise (rate r_h x r_w) -> BN -> ReLU -> 1x1 -> BN -> ReLU.
+
+  Not keras.layers.SeparableConv2D, which has no BN/ReLU between its two convs. Only the
+  pointwise kernel is regularised, as in the release.
+  """
+
+  def __init__(self, filters: int, rate=1, kernel_size: int = 3,
+               weight_decay: float = common.WEIGHT_DECAY, bn_momentum: float = common.BN_MOMENTUM,
+               bn_epsilon: float = common.BN_EPSILON, sync_bn: bool = False, **kwargs):
+    super().__init__(**kwargs)
+    self.filters = filters
+    self.rate = common.pair(rate, "rate")
+    self.kernel_size = kernel_size
+    self._init_norm(weight_decay, bn_momentum, bn_epsilon, sync_bn)
+    self.depthwise = keras.layers.DepthwiseConv2D(
+        kernel_size, padding="same", dilation_rate=self.rate, use_bias=False, name="depthwise")
+    self.depthwise_bn = self._bn("depthwise_bn")
+    self.pointwise = keras.layers.Conv2D(
+        filters, 1, use_bias=False, kernel_regularizer=common.l2(weight_decay), name="pointwise")
+    self.pointwise_bn = self._bn("pointwise_bn")
+
+  def build(self, input_shape):
+    self.depthwise.build(input_shape)
+    self.depthwise_bn.build(input_shape)
+    self.pointwise.build(input_shape)
+    self.pointwise_bn.build(self.compute_output_shape(input_shape))
+
+  def call(self, x, training=None):
+    x = keras.ops.relu(self.depthwise_bn(self.depthwise(x), training=training))
+    return keras.ops.relu(self.pointwise_bn(self.pointwise(x), training=training))
+
+  def compute_output_shape(self, input_shape):
+    return tuple(input_shape[:-1]) + (self.filters,)
+
+  def get_config(self):
+    return {**super().get_config(), "filters": self.filters, "rate": list(self.rate),
+            "kernel_size": self.kernel_size, **self._norm_config()}

@@ -1,0 +1,38 @@
+"""dpc-tf: Dense Prediction Cell architecture search for semantic segmentation (TF2/Keras 3)."""
+
+import os
+
+from setuptools import find_packages, setup
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _readme() -> str:
+  with open(os.path.join(_HERE, "README.md"), encoding="utf-8") as f:
+    return f.read()
+
+
+setup(
+    name="dpc-tf",
+    version="0.1.0",
+    description="Dense Prediction Cell (DPC) architecture search, proxy task and DeepLab "
+                "models for semantic segmentation in TensorFlow 2 / Keras 3",
+    long_description=_readme(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["dpc_tf", "dpc_tf.*"]),
+    package_data={"dpc_tf": ["cells/*.json"]},
+    install_requires=[
+        "tensorflow>=2.16",  # Keras 3
+        "tensorflow-datasets",
+        "numpy",
+        "absl-py",
+        "gin-config",
+    ],
+    extras_require={
+        "plots": ["matplotlib"],
+        "ray": ["ray[tune]>=2.9"],
+        "test": ["pytest", "hypothesis", "matplotlib", "scipy"],
+    },
+    license="Apache-2.0",
+)
