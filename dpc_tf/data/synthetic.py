@@ -1,0 +1,210 @@
+"""dpc_synthetic: a procedural segmentation dataset in which multi-scale context decides the class.
+
+It is the project's embedded default dataset (tests, the demo search and CI use it): no
+download, deterministic by seed, each example generated independently from
+(seed, split, index) so that any example can be produced alone, in any order, in parallel.
+
+Why context matters. Every object is filled with the *same kind* of texture (sinusoidal
+stripes, random period, angle and colours), so the few pixels around a point never tell its
+class; only context at several scales does:
+
+  1 small disc       radius  8..14 u   } the same fill; a pixel inside a large disc must see
+  2 large disc       radius 30..46 u   } an edge 30+ px away to know the disc is large.
+  3 red-framed square  half side 32..56 u, a 6 u solid red frame   } interior pixels are up
+  4 blue-framed square the same with a blue frame                  } to ~50 px from the only
+                                                                    } pixels that decide.
+  5 day diamond      (L1 ball, radius 28..44 u) in an image whose background is sprinkled
+                      with small *dark* spots
+  6 night diamond    the same shape in an image sprinkled with small *bright* spots; the
+                      cue is only in the background around the object, so the interior of
+                      a diamond needs context beyond its own radius.
+  0 background       smooth low-frequency grey noise (plus the spots).
+
+where u = min(height, width) / 257. Large discs and diamonds overlap in size: telling them
+apart needs the shape at object scale (corners). A head that only looks at a feature cell
+and its neighbours (1x1 convs, small rates) cannot separate 1/2, 3/4 or 5/6, while large
+rates and pyramid pooling can: different DPC cells score differently. Boundaries (pixels
+with a 4-neighbour of another class) are labelled 255 (ignore), as in PASCAL VOC, so that the
+score measures recognition rather than boundary precision at output stride 16.
+
+Object sizes are a class cue, so the spec's training scale set is narrowed to 0.75..1.25
+(small discs stay under 18 u, large ones over 22 u).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterator
+
+import numpy as np
+
+from dpc_tf.data.specs import IGNORE_LABEL
+
+SPLITS = ("train", "validation")
+_RED = np.array([225.0, 35.0, 35.0])
+_BLUE = np.array([35.0, 35.0, 225.0])
+_DARK_SPOT = np.array([25.0, 25.0, 25.0])
+_BRIGHT_SPOT = np.array([245.0, 245.0, 230.0])
+# Object types: (class id or None for the colour/scene-decided ones, sampling weight).
+_SMALL_DISC, _LARGE_DISC, _FRAMED, _DIAMOND = range(4)
+_TYPE_WEIGHTS = np.array([0.3, 0.2, 0.3, 0.2])
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticConfig:
+  """Size and count of one synthetic configuration.
+
+  `objects_per_unit_area` is the (min, max) number of objects for a 257x257 area at u = 1;
+  it scales with the image area in units of u so that every config has the same density.
+  """
+  name: str
+  height: int
+  width: int
+  train_examples: int
+  validation_examples: int
+  seed: int = 0
+  objects_per_unit_area: tuple[int, int] = (3, 6)
+
+  def num_examples(self, split: str) -> int:
+    if split not in SPLITS:
+      raise ValueError(f"dpc_synthetic has splits {SPLITS}, not {split!r}")
+    return self.train_examples if split == "train" else self.validation_examples
+
+
+SYNTHETIC_CONFIGS = (
+    SyntheticConfig("default", 257, 257, train_examples=1536, validation_examples=256),
+    SyntheticConfig("tiny", 129, 129, train_examples=32, validation_examples=16),
+    SyntheticConfig("wide", 257, 513, train_examples=1024, validation_examples=256),
+)
+
+
+def get_config(name: str = "default") -> SyntheticConfig:
+  for config in SYNTHETIC_CONFIGS:
+    if config.name == name:
+      return config
+  raise ValueError(f"unknown dpc_synthetic config {name!r}; known: "
+                   f"{', '.join(c.name for c in SYNTHETIC_CONFIGS)}")
+
+
+def _smooth_field(rng: np.random.Generator, height: int, width: int, cell: float,
+                  channels: int) -> np.ndarray:
+  """Low-frequency noise: a coarse normal grid, bilinearly upsampled (vectorised)."""
+  gh, gw = int(np.ceil(height / cell)) + 2, int(np.ceil(width / cell)) + 2
+  coarse = rng.normal(size=(gh, gw, channels))
+  y = np.arange(height) / cell
+  x = np.arange(width) / cell
+  y0, x0 = y.astype(int), x.astype(int)
+  wy, wx = (y - y0)[:, None, None], (x - x0)[None, :, None]
+  top = coarse[y0][:, x0] * (1 - wx) + coarse[y0][:, x0 + 1] * wx
+  bottom = coarse[y0 + 1][:, x0] * (1 - wx) + coarse[y0 + 1][:, x0 + 1] * wx
+  return top * (1 - wy) + bottom * wy
+
+
+def _stripes(rng: np.random.Generator, ys: np.ndarray, xs: np.ndarray, u: float) -> np.ndarray:
+  """The shared object fill: stripes of random period, angle, phase and two colours."""
+  period = rng.uniform(5.0, 9.0) * max(u, 0.6)
+  angle = rng.uniform(0.0, np.pi)
+  phase = rng.uniform(0.0, 2 * np.pi)
+  c1, c2 = rng.uniform(50.0, 210.0, size=(2, 3))
+  wave = 0.5 + 0.5 * np.sin(2 * np.pi * (xs * np.cos(angle) + ys * np.sin(angle)) / period
+                            + phase)
+  return c1 + (c2 - c1) * wave[..., None]
+
+
+def _place(rng: np.random.Generator, half: int, height: int, width: int,
+           boxes: list[tuple[int, int, int, int]], gap: int) -> tuple[int, int] | None:
+  """A centre whose (2 half + 1)^2 box fits the image and keeps `gap` from placed boxes."""
+  if 2 * half + 3 > min(height, width):
+    return None
+  for _ in range(30):
+    cy = int(rng.integers(half + 1, height - half - 1))
+    cx = int(rng.integers(half + 1, width - half - 1))
+    if all(cy + half + gap < y0 or cy - half - gap > y1 or cx + half + gap < x0
+           or cx - half - gap > x1 for y0, y1, x0, x1 in boxes):
+      return cy, cx
+  return None
+
+
+def generate_example(config: SyntheticConfig, split: str,
+                     index: int) -> tuple[np.ndarray, np.ndarray]:
+  """Example `index` of `split`: (image uint8 [H, W, 3], mask uint8 [H, W, 1])."""
+  if not 0 <= index < config.num_examples(split):
+    raise IndexError(f"dpc_synthetic/{config.name} {split} has {config.num_examples(split)} "
+                     f"examples; index {index} is out of range")
+  height, width = config.height, config.width
+  rng = np.random.default_rng([config.seed, SPLITS.index(split), index])
+  u = min(height, width) / 257.0
+  night = bool(rng.random() < 0.5)
+
+  # Background: the same distribution in day and night images; only the spots differ.
+  grey = 120.0 + 28.0 * _smooth_field(rng, height, width, 40.0 * u, 1)
+  tint = 10.0 * _smooth_field(rng, height, width, 64.0 * u, 3)
+  image = grey + tint
+  label = np.zeros((height, width), np.uint8)
+  spot = max(2, int(round(3 * u)))
+  num_spots = int(height * width / (20.0 * u) ** 2)
+  sy = rng.integers(0, height - spot + 1, num_spots)
+  sx = rng.integers(0, width - spot + 1, num_spots)
+  offsets = np.arange(spot)
+  rows = (sy[:, None, None] + offsets[None, :, None]).repeat(spot, axis=2)
+  cols = (sx[:, None, None] + offsets[None, None, :]).repeat(spot, axis=1)
+  image[rows, cols] = _BRIGHT_SPOT if night else _DARK_SPOT
+
+  area_units = height * width / (257.0 * u) ** 2
+  low, high = config.objects_per_unit_area
+  num_objects = int(rng.integers(max(1, round(low * area_units)),
+                                 max(1, round(high * area_units)) + 1))
+  types = rng.choice(4, size=num_objects, p=_TYPE_WEIGHTS)
+  boxes: list[tuple[int, int, int, int]] = []
+  gap = max(3, int(round(6 * u)))
+  for kind in types:
+    if kind == _SMALL_DISC:
+      half = int(round(rng.uniform(8, 14) * u))
+    elif kind == _LARGE_DISC:
+      half = int(round(rng.uniform(30, 46) * u))
+    elif kind == _FRAMED:
+      half = int(round(rng.uniform(32, 56) * u))
+    else:
+      half = int(round(rng.uniform(28, 44) * u))
+    centre = _place(rng, half, height, width, boxes, gap)
+    if centre is None:
+      continue
+    cy, cx = centre
+    y0, y1, x0, x1 = cy - half, cy + half, cx - half, cx + half
+    boxes.append((y0, y1, x0, x1))
+    ys, xs = np.mgrid[y0:y1 + 1, x0:x1 + 1].astype(np.float64)
+    dy, dx = ys - cy, xs - cx
+    fill = _stripes(rng, ys, xs, u)
+    if kind in (_SMALL_DISC, _LARGE_DISC):
+      inside = dy * dy + dx * dx <= half * half
+      cls = 1 if kind == _SMALL_DISC else 2
+    elif kind == _FRAMED:
+      inside = np.ones_like(dy, dtype=bool)
+      red = bool(rng.random() < 0.5)
+      frame = np.maximum(np.abs(dy), np.abs(dx)) > half - max(3, int(round(6 * u)))
+      fill[frame] = _RED if red else _BLUE
+      cls = 3 if red else 4
+    else:
+      inside = np.abs(dy) + np.abs(dx) <= half
+      cls = 6 if night else 5
+    window = image[y0:y1 + 1, x0:x1 + 1]
+    window[inside] = fill[inside]
+    label[y0:y1 + 1, x0:x1 + 1][inside] = cls
+
+  image += rng.normal(0.0, 4.0, size=image.shape)
+  # Ignore a 2-pixel band on class boundaries, as PASCAL VOC does.
+  edge = np.zeros_like(label, dtype=bool)
+  vertical = label[1:] != label[:-1]
+  horizontal = label[:, 1:] != label[:, :-1]
+  edge[1:] |= vertical
+  edge[:-1] |= vertical
+  edge[:, 1:] |= horizontal
+  edge[:, :-1] |= horizontal
+  label[edge] = IGNORE_LABEL
+  return np.clip(np.rint(image), 0, 255).astype(np.uint8), label[..., None]
+
+
+def generate_split(config: SyntheticConfig, split: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+  """Every example of a split, in index order."""
+  for index in range(config.num_examples(split)):
+    yield generate_example(config, split, index)

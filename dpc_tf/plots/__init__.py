@@ -1,0 +1,1 @@
+"""Figures (matplotlib, the optional `plots` extra): cell diagrams and search plots."""

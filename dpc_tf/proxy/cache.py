@@ -1,0 +1,336 @@
+"""The on-disk feature cache: a manifest plus checksummed, atomically written shards.
+
+Layout of a cache folder:
+
+    DIR/manifest.json        identity (what made the features) + one entry per role
+    DIR/train-00000.npz ...  shards of the "train" role: features [n,h,w,c], labels [n,H,W,1]
+    DIR/eval-00000.npz ...   shards of the "eval" role
+    DIR/.lock                held (flock) by the one process writing the cache
+
+A role is what a split is used for by the proxy ("train": the cell trains on it, "eval": its
+mIOU is the score). The manifest records, per role, the settings that made it, every
+finished shard with its example count and SHA-256, and whether the role is complete. A shard
+is written to a temporary file and renamed, and only then added to the manifest (also
+rewritten atomically), so a crash at any instant loses at most the shard being written: a
+resumed pass starts at the first shard the manifest does not list.
+
+Identity and role settings are compared on every open for writing: a cache made with other
+settings (another backbone, checkpoint, crop, ...) is refused with one line naming what
+differs, never silently mixed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import io
+import json
+import os
+from typing import Iterator, Optional
+
+import numpy as np
+
+from dpc_tf.utils.files import write_bytes_atomic, write_json_atomic
+
+FORMAT = "dpc_tf.feature_cache/1"
+MANIFEST = "manifest.json"
+ROLES = ("train", "eval")
+
+
+class CacheError(RuntimeError):
+  """A cache cannot be used as asked; the message is one line naming the cache and why."""
+
+
+class CacheMismatchError(CacheError):
+  """The cache on disk was made with different settings than the ones asked for."""
+
+
+class CorruptShardError(CacheError):
+  """A shard's bytes do not match the checksum the manifest recorded for it."""
+
+
+class IncompleteCacheError(CacheError):
+  """A role was asked for that the cache lacks or has not finished."""
+
+
+def shard_filename(role: str, index: int) -> str:
+  return f"{role}-{index:05d}.npz"
+
+
+def sha256(data: bytes) -> str:
+  return hashlib.sha256(data).hexdigest()
+
+
+def encode_shard(features: np.ndarray, labels: np.ndarray) -> bytes:
+  """Uncompressed npz: features compress poorly and decompression would sit on the step path."""
+  buffer = io.BytesIO()
+  np.savez(buffer, features=features, labels=labels)
+  return buffer.getvalue()
+
+
+def decode_shard(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+  with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+    return npz["features"], npz["labels"]
+
+
+def _jsonable(value):
+  """Settings as JSON sees them (tuples become lists), so a reloaded manifest compares equal."""
+  return json.loads(json.dumps(value))
+
+
+def describe_differences(found: dict, wanted: dict, prefix: str = "") -> list[str]:
+  """Human-readable 'key: cache has X, asked for Y' for every differing (nested) key."""
+  found, wanted = _jsonable(found), _jsonable(wanted)
+  lines = []
+  for key in sorted(set(found) | set(wanted)):
+    a, b = found.get(key, "<unset>"), wanted.get(key, "<unset>")
+    if isinstance(a, dict) and isinstance(b, dict):
+      lines.extend(describe_differences(a, b, f"{prefix}{key}."))
+    elif a != b:
+      lines.append(f"{prefix}{key}: cache has {a!r}, asked for {b!r}")
+  return lines
+
+
+class Manifest:
+  """manifest.json as a dict, with atomic saves. `identity` is shared by every role."""
+
+  def __init__(self, cache_dir: str, data: dict):
+    self.cache_dir = cache_dir
+    self.data = data
+
+  @property
+  def path(self) -> str:
+    return os.path.join(self.cache_dir, MANIFEST)
+
+  @classmethod
+  def load(cls, cache_dir: str) -> Optional["Manifest"]:
+    path = os.path.join(cache_dir, MANIFEST)
+    if not os.path.exists(path):
+      return None
+    try:
+      with open(path) as f:
+        data = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+      raise CacheError(f"{path}: unreadable manifest ({e}); delete the cache folder and re-run "
+                       f"caching") from None
+    if data.get("format") != FORMAT:
+      raise CacheError(f"{path}: format {data.get('format')!r} is not {FORMAT!r}")
+    return cls(cache_dir, data)
+
+  @classmethod
+  def create(cls, cache_dir: str, identity: dict) -> "Manifest":
+    return cls(cache_dir, {"format": FORMAT, "identity": _jsonable(identity), "roles": {}})
+
+  @property
+  def identity(self) -> dict:
+    return self.data["identity"]
+
+  def role(self, role: str) -> Optional[dict]:
+    return self.data["roles"].get(role)
+
+  def save(self) -> None:
+    write_json_atomic(self.path, self.data)
+
+  def check_identity(self, identity: dict) -> None:
+    diffs = describe_differences(self.identity, identity)
+    if diffs:
+      raise CacheMismatchError(f"cache {self.cache_dir} was made with different settings: "
+                               f"{'; '.join(diffs)} (use another --cache_dir or delete it)")
+
+
+@contextlib.contextmanager
+def writer_lock(cache_dir: str):
+  """One writer per cache folder; a second one fails at once instead of interleaving shards."""
+  os.makedirs(cache_dir, exist_ok=True)
+  with open(os.path.join(cache_dir, ".lock"), "w") as handle:
+    try:
+      fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      raise CacheError(f"cache {cache_dir} is being written by another process "
+                       f"(its .lock is held)") from None
+    try:
+      yield
+    finally:
+      fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class RoleWriter:
+  """Appends shards to one role of a cache. Use inside writer_lock.
+
+  Opening checks the identity and the role's settings against the manifest; a finished role
+  with the same settings is reported `complete` and must not be rewritten.
+  """
+
+  def __init__(self, cache_dir: str, identity: dict, role: str, settings: dict):
+    if role not in ROLES:
+      raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+    self.cache_dir = cache_dir
+    self.role_name = role
+    manifest = Manifest.load(cache_dir)
+    if manifest is None:
+      manifest = Manifest.create(cache_dir, identity)
+    else:
+      manifest.check_identity(identity)
+    self.manifest = manifest
+    entry = manifest.role(role)
+    settings = _jsonable(settings)
+    if entry is None:
+      entry = {"settings": settings, "complete": False, "count": 0, "shards": []}
+      manifest.data["roles"][role] = entry
+      manifest.save()
+    else:
+      diffs = describe_differences(entry["settings"], settings, f"{role}.")
+      if diffs:
+        raise CacheMismatchError(f"cache {cache_dir} was made with different settings: "
+                                 f"{'; '.join(diffs)} (use another --cache_dir or delete it)")
+    self.entry = entry
+
+  @property
+  def complete(self) -> bool:
+    return bool(self.entry["complete"])
+
+  @property
+  def done_examples(self) -> int:
+    return int(sum(s["count"] for s in self.entry["shards"]))
+
+  @property
+  def done_shards(self) -> int:
+    return len(self.entry["shards"])
+
+  def write_shard(self, features: np.ndarray, labels: np.ndarray) -> str:
+    """Writes the next shard atomically, then records it in the manifest (atomically)."""
+    if self.complete:
+      raise CacheError(f"cache {self.cache_dir}: role {self.role_name} is already complete")
+    if len(features) != len(labels) or not len(features):
+      raise ValueError(f"a shard needs as many labels as features (>0), got "
+                       f"{len(features)} and {len(labels)}")
+    shapes = {"feature_shape": list(features.shape[1:]), "label_shape": list(labels.shape[1:]),
+              "feature_dtype": str(features.dtype), "label_dtype": str(labels.dtype)}
+    for key, value in shapes.items():
+      if self.entry.setdefault(key, value) != value:
+        raise CacheError(f"cache {self.cache_dir}: role {self.role_name} shard "
+                         f"{self.done_shards} has {key} {value}, earlier shards "
+                         f"{self.entry[key]}")
+    name = shard_filename(self.role_name, self.done_shards)
+    data = encode_shard(features, labels)
+    write_bytes_atomic(os.path.join(self.cache_dir, name), data)
+    self.entry["shards"].append({"file": name, "count": int(len(features)),
+                                 "bytes": len(data), "sha256": sha256(data)})
+    self.entry["count"] = self.done_examples
+    self.manifest.save()
+    return name
+
+  def finish(self, extra: Optional[dict] = None) -> None:
+    if not self.entry["shards"]:
+      raise CacheError(f"cache {self.cache_dir}: role {self.role_name} got no examples "
+                       f"(is the dataset split empty?)")
+    self.entry.update(_jsonable(extra or {}))
+    self.entry["complete"] = True
+    self.manifest.save()
+
+
+class CachedRole:
+  """Read side of one finished role: shapes, counts, verified shard reads."""
+
+  def __init__(self, cache_dir: str, role: str, entry: dict, identity: dict):
+    self.cache_dir = cache_dir
+    self.role = role
+    self.entry = entry
+    self.identity = identity
+
+  @property
+  def count(self) -> int:
+    return int(self.entry["count"])
+
+  @property
+  def feature_shape(self) -> tuple[int, ...]:
+    return tuple(self.entry["feature_shape"])
+
+  @property
+  def label_shape(self) -> tuple[int, ...]:
+    return tuple(self.entry["label_shape"])
+
+  @property
+  def feature_dtype(self) -> np.dtype:
+    return np.dtype(self.entry["feature_dtype"])
+
+  @property
+  def settings(self) -> dict:
+    return self.entry["settings"]
+
+  @property
+  def nbytes(self) -> int:
+    """Bytes of the decoded arrays (what holding the role in memory costs)."""
+    per_example = (np.prod(self.feature_shape) * self.feature_dtype.itemsize
+                   + np.prod(self.label_shape) * np.dtype(self.entry["label_dtype"]).itemsize)
+    return int(per_example * self.count)
+
+  @property
+  def shards(self) -> list[dict]:
+    return self.entry["shards"]
+
+  def read_shard(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+    shard = self.shards[index]
+    path = os.path.join(self.cache_dir, shard["file"])
+    try:
+      with open(path, "rb") as f:
+        data = f.read()
+    except OSError as e:
+      raise CorruptShardError(f"shard {path}: unreadable ({e.strerror}); re-run caching "
+                              f"into a fresh --cache_dir") from None
+    if sha256(data) != shard["sha256"]:
+      raise CorruptShardError(f"shard {path}: checksum mismatch (sha256 {sha256(data)[:12]}..., "
+                              f"manifest says {shard['sha256'][:12]}...); the cache is "
+                              f"corrupted, delete it and re-run caching")
+    features, labels = decode_shard(data)
+    if len(features) != shard["count"]:
+      raise CorruptShardError(f"shard {path}: holds {len(features)} examples, manifest says "
+                              f"{shard['count']}")
+    return features, labels
+
+  def iter_shards(self, order=None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    for index in (range(len(self.shards)) if order is None else order):
+      yield self.read_shard(index)
+
+  def load(self, start: int = 0, stop: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
+    """Examples [start, stop) as two arrays, preallocated so peak memory is one copy."""
+    stop = self.count if stop is None else min(stop, self.count)
+    n = max(stop - start, 0)
+    features = np.empty((n,) + self.feature_shape, self.feature_dtype)
+    labels = np.empty((n,) + self.label_shape, np.dtype(self.entry["label_dtype"]))
+    offset = 0
+    for index, shard in enumerate(self.shards):
+      lo, hi = offset, offset + shard["count"]
+      offset = hi
+      if hi <= start or lo >= stop:
+        continue
+      f, l = self.read_shard(index)
+      a, b = max(lo, start), min(hi, stop)
+      features[a - start:b - start] = f[a - lo:b - lo]
+      labels[a - start:b - start] = l[a - lo:b - lo]
+    return features, labels
+
+
+class FeatureCache:
+  """A finished (or partly finished) cache folder, opened for reading."""
+
+  def __init__(self, cache_dir: str):
+    manifest = Manifest.load(cache_dir)
+    if manifest is None:
+      raise IncompleteCacheError(f"{cache_dir} holds no {MANIFEST}: run "
+                                 f"`python -m dpc_tf.cache_features --cache_dir={cache_dir}` first")
+    self.cache_dir = cache_dir
+    self.manifest = manifest
+
+  @property
+  def identity(self) -> dict:
+    return self.manifest.identity
+
+  def role(self, role: str) -> CachedRole:
+    entry = self.manifest.role(role)
+    if entry is None or not entry.get("complete"):
+      state = "missing" if entry is None else f"unfinished ({entry['count']} examples so far)"
+      raise IncompleteCacheError(f"cache {self.cache_dir}: role {role!r} is {state}; run (or "
+                                 f"resume) `python -m dpc_tf.cache_features` for it")
+    return CachedRole(self.cache_dir, role, entry, self.identity)

@@ -1,0 +1,264 @@
+"""One proxy trial: train a candidate cell on cached features, score it by validation mIOU.
+
+`run_proxy_trial(cell, cache_dir, **config) -> dict` is a plain module-level function of
+picklable arguments, so a search engine can ship `functools.partial(run_proxy_trial,
+cache_dir=..., **config)` to worker processes; gin is not consulted here (its state is global
+and locked after parsing), the config arrives as keyword arguments.
+
+Early stopping is the paper's: a fixed, short step budget (30K steps instead of training
+to convergence). Optionally a held-out tail of the training cache is scored every
+`eval_every` steps and training stops after `patience` evaluations without improvement.
+What the trial trains on (crop, output stride, classes) is read from the cache's manifest,
+never configured twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Optional
+
+from absl import logging
+import keras
+import numpy as np
+import tensorflow as tf
+
+from dpc_tf import search_space
+from dpc_tf.layers import common
+from dpc_tf.proxy import feeding
+from dpc_tf.proxy.cache import CacheError, FeatureCache
+from dpc_tf.proxy.head import build_proxy_head, head_costs
+
+IGNORE_LABEL = 255
+# Chosen by measurement on the 2-core CPU (see the proxy benchmark and the issue report):
+# XLA makes the small train step of a proxy trial faster.
+DEFAULT_JIT_COMPILE = True
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialConfig:
+  """Proxy-trial settings. Defaults are the paper's full-size proxy (30K steps, batch 8)."""
+  steps: int = 30000
+  batch_size: int = 8
+  learning_rate: float = 0.01
+  lr_power: float = 0.9           # poly: lr * (1 - step / steps) ** lr_power
+  momentum: float = 0.9
+  weight_decay: float = 4e-5
+  filters: int = 256              # width of every branch and of the projection
+  dropout: float = 0.1
+  bn_momentum: float = 0.9997     # lower it for short runs: moving stats must converge
+  seed: int = 0
+  deterministic: bool = True      # tf op determinism (process-wide once enabled)
+  jit_compile: bool = DEFAULT_JIT_COMPILE
+  memory_limit_bytes: int = 4 << 30   # train features held in memory up to this, else streamed
+  shuffle_buffer: int = 256       # streaming only
+  eval_batch_size: int = 0        # 0: batch_size
+  max_eval_examples: int = 0      # 0: the whole eval role
+  holdout_examples: int = 0       # tail of the train role held out for patience
+  eval_every: int = 0             # steps between hold-out scores (0: never)
+  patience: int = 0               # hold-out scores without improvement before stopping (0: off)
+  log_every_steps: int = 0
+
+  @classmethod
+  def from_kwargs(cls, **kwargs) -> "TrialConfig":
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(kwargs) - known)
+    if unknown:
+      raise TypeError(f"unknown proxy trial setting(s) {', '.join(unknown)}; known: "
+                      f"{', '.join(sorted(known))}")
+    config = cls(**kwargs)
+    for name in ("steps", "batch_size"):
+      if getattr(config, name) < 1:
+        raise ValueError(f"proxy trial setting {name} must be >= 1, got {getattr(config, name)}")
+    if config.patience and not (config.eval_every and config.holdout_examples):
+      raise ValueError("proxy trial setting patience needs eval_every > 0 and "
+                       "holdout_examples > 0")
+    return config
+
+
+def as_cell(cell) -> search_space.Cell:
+  """A Cell from a Cell, its released JSON (list or string) or its compact text."""
+  if isinstance(cell, search_space.Cell):
+    return cell
+  if isinstance(cell, str) and not cell.lstrip().startswith("["):
+    return search_space.Cell.from_text(cell)
+  return search_space.Cell.from_json(cell)
+
+
+def segmentation_loss(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+  """Mean softmax cross-entropy over valid pixels, logits upsampled to the labels first."""
+  labels = tf.cast(labels[..., 0], tf.int32)
+  if logits.shape[1:3] != labels.shape[1:3]:
+    logits = common.resize_bilinear(logits, tf.shape(labels)[1:3])
+  valid = tf.not_equal(labels, IGNORE_LABEL)
+  ce = tf.nn.sparse_softmax_cross_entropy_with_logits(
+      labels=tf.where(valid, labels, 0), logits=logits)
+  weights = tf.cast(valid, tf.float32)
+  return tf.reduce_sum(ce * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
+
+
+def confusion(logits: tf.Tensor, labels: tf.Tensor, num_classes: int) -> tf.Tensor:
+  """[num_classes, num_classes] int32 counts (row: label, column: prediction), ignore excluded."""
+  labels = tf.cast(labels[..., 0], tf.int32)
+  if logits.shape[1:3] != labels.shape[1:3]:
+    logits = common.resize_bilinear(logits, tf.shape(labels)[1:3])
+  predictions = tf.argmax(logits, axis=-1, output_type=tf.int32)
+  valid = tf.logical_and(labels >= 0, labels < num_classes)
+  ids = tf.where(valid, labels * num_classes + predictions, num_classes * num_classes)
+  counts = tf.math.unsorted_segment_sum(tf.ones_like(ids), ids, num_classes * num_classes + 1)
+  return tf.reshape(counts[:-1], [num_classes, num_classes])
+
+
+def mean_iou(matrix: np.ndarray) -> tuple[float, list[float], float]:
+  """mIOU over classes that occur (in labels or predictions), per-class IoU, pixel accuracy."""
+  matrix = matrix.astype(np.float64)
+  tp = np.diag(matrix)
+  union = matrix.sum(0) + matrix.sum(1) - tp
+  present = union > 0
+  iou = np.where(present, tp / np.maximum(union, 1), np.nan)
+  miou = float(np.mean(iou[present])) if present.any() else 0.0
+  accuracy = float(tp.sum() / max(matrix.sum(), 1))
+  return miou, [None if np.isnan(v) else float(v) for v in iou], accuracy
+
+
+class _Trainer:
+  """Model, optimizer and compiled steps of one trial."""
+
+  def __init__(self, model: keras.Model, config: TrialConfig, num_classes: int):
+    self.model, self.config, self.num_classes = model, config, num_classes
+    schedule = keras.optimizers.schedules.PolynomialDecay(
+        config.learning_rate, config.steps, end_learning_rate=0.0, power=config.lr_power)
+    self.optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=config.momentum)
+    self.optimizer.build(model.trainable_variables)
+    jit = config.jit_compile
+    self.train_on = tf.function(self._train_on, jit_compile=jit)
+    self.confusion_on = tf.function(self._confusion_on, jit_compile=jit)
+    self._gather_step = None
+
+  def _train_on(self, features, labels):
+    features = tf.cast(features, tf.float32)
+    with tf.GradientTape() as tape:
+      logits = self.model(features, training=True)
+      loss = segmentation_loss(logits, labels)
+      total = loss + tf.add_n(self.model.losses) if self.model.losses else loss
+    variables = self.model.trainable_variables
+    self.optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
+    return loss
+
+  def _confusion_on(self, features, labels):
+    logits = self.model(tf.cast(features, tf.float32), training=False)
+    return confusion(logits, labels, self.num_classes)
+
+  def in_memory_step(self, features: tf.Tensor, labels: tf.Tensor):
+    """A compiled step that gathers its batch from tensors already in memory."""
+    def step(indices):
+      return self._train_on(tf.gather(features, indices), tf.gather(labels, indices))
+    return tf.function(step, jit_compile=self.config.jit_compile)
+
+  def score(self, batches) -> tuple[float, list, float, int]:
+    matrix = np.zeros((self.num_classes, self.num_classes), np.int64)
+    count = 0
+    for features, labels in batches:
+      matrix += self.confusion_on(features, labels).numpy()
+      count += len(features)
+    return (*mean_iou(matrix), count)
+
+
+def _batches(features: np.ndarray, labels: np.ndarray, batch_size: int):
+  for i in range(0, len(features), batch_size):
+    yield features[i:i + batch_size], labels[i:i + batch_size]
+
+
+def _require(mapping: dict, key: str, where: str):
+  if key not in mapping:
+    raise CacheError(f"{where} lacks {key!r}, which a proxy trial needs")
+  return mapping[key]
+
+
+def run_proxy_trial(cell, cache_dir: str, **config) -> dict:
+  """Trains `cell` on the cache's train role, returns its score record (see module doc).
+
+  Record keys: miou, class_iou, pixel_accuracy, branch_params, branch_madds, head_params,
+  head_madds, params, madds, cost_feature_shape, steps, seconds, train_seconds,
+  eval_seconds, step_seconds, final_loss, initial_loss, stopped_early, holdout_miou,
+  in_memory, jit_compile, seed, train_examples, eval_examples, cell, cell_text,
+  cell_fingerprint, cache (backbone / checkpoint / dataset identity).
+  """
+  start = time.time()
+  cfg = TrialConfig.from_kwargs(**config)
+  cell = as_cell(cell)
+  cache = FeatureCache(cache_dir)
+  train, evaluation = cache.role("train"), cache.role("eval")
+  where = f"cache {cache_dir} manifest"
+  num_classes = int(_require(cache.identity, "num_classes", where))
+  output_stride = int(_require(cache.identity, "output_stride", where))
+  crop = _require(train.settings, "crop", where + " (train settings)")
+
+  keras.utils.set_random_seed(cfg.seed)
+  if cfg.deterministic:
+    tf.config.experimental.enable_op_determinism()
+  model = build_proxy_head(cell, num_classes, train.feature_shape[-1], crop, output_stride,
+                           filters=cfg.filters, dropout=cfg.dropout,
+                           weight_decay=cfg.weight_decay, bn_momentum=cfg.bn_momentum)
+  record = head_costs(model, evaluation.feature_shape)
+  trainer = _Trainer(model, cfg, num_classes)
+
+  train_count = train.count - cfg.holdout_examples
+  if train_count < cfg.batch_size:
+    raise ValueError(f"cache {cache_dir}: {train.count} train examples minus "
+                     f"{cfg.holdout_examples} held out leave fewer than a batch of "
+                     f"{cfg.batch_size}")
+  holdout = train.load(train_count) if cfg.holdout_examples else None
+  in_memory = train.nbytes * train_count / train.count <= cfg.memory_limit_bytes
+  if in_memory:
+    features, labels = train.load(0, train_count)
+    features, labels = tf.convert_to_tensor(features), tf.convert_to_tensor(labels)
+    step_fn = trainer.in_memory_step(features, labels)
+    sampler = feeding.IndexSampler(train_count, cfg.batch_size, cfg.seed)
+    next_loss = lambda: step_fn(sampler.next())
+  else:
+    stream = iter(feeding.streaming_dataset(train, cfg.batch_size, cfg.seed,
+                                            cfg.shuffle_buffer, stop=train_count))
+    next_loss = lambda: trainer.train_on(*next(stream))
+  eval_batch = cfg.eval_batch_size or cfg.batch_size
+
+  train_start = time.time()
+  losses, step_times, holdout_history = [], [], []
+  best, since_best, stopped_early, step = -1.0, 0, False, 0
+  while step < cfg.steps:
+    t = time.time()
+    loss = float(next_loss())
+    step += 1
+    step_times.append(time.time() - t)
+    losses.append(loss)
+    if not np.isfinite(loss):
+      raise FloatingPointError(f"proxy trial of cell {cell.text}: loss is {loss} at step {step}")
+    if cfg.log_every_steps and step % cfg.log_every_steps == 0:
+      logging.info("proxy trial: step %d/%d, loss %.4f", step, cfg.steps, loss)
+    if holdout is not None and cfg.eval_every and step % cfg.eval_every == 0:
+      score = trainer.score(_batches(*holdout, eval_batch))[0]
+      holdout_history.append([step, score])
+      best, since_best = (score, 0) if score > best else (best, since_best + 1)
+      if cfg.patience and since_best >= cfg.patience:
+        stopped_early = True
+        break
+  train_seconds = time.time() - train_start
+
+  eval_start = time.time()
+  miou, class_iou, accuracy, eval_count = trainer.score(feeding.eval_batches(
+      evaluation, eval_batch, stop=cfg.max_eval_examples or None))
+  eval_seconds = time.time() - eval_start
+  tail = losses[-max(1, min(20, len(losses) // 10)):]
+  record.update(
+      miou=miou, class_iou=class_iou, pixel_accuracy=accuracy, steps=step,
+      seconds=time.time() - start, train_seconds=train_seconds, eval_seconds=eval_seconds,
+      step_seconds=float(np.median(step_times[1:] or step_times)),
+      final_loss=float(np.mean(tail)), initial_loss=losses[0], stopped_early=stopped_early,
+      holdout_miou=holdout_history, in_memory=in_memory, jit_compile=cfg.jit_compile,
+      seed=cfg.seed, train_examples=train_count, eval_examples=eval_count,
+      cell=cell.to_json(), cell_text=cell.text, cell_fingerprint=cell.fingerprint(),
+      cache={k: cache.identity.get(k) for k in ("backbone", "checkpoint_fingerprint",
+                                                 "dataset", "output_stride")})
+  logging.info("proxy trial %s: mIOU %.4f after %d steps in %.1fs", cell.text, miou, step,
+               record["seconds"])
+  return record

@@ -1,0 +1,148 @@
+"""Random search with sampling near the best cells, as in the paper (Google Vizier style).
+
+Each suggestion is, with probability `p_uniform`, a cell drawn uniformly from the space and
+otherwise a mutation of one of the `top_k` best finished cells (one branch changes its input,
+operator or one rate/grid component). Before any result exists every suggestion is uniform.
+A cell is never suggested twice: the canonical fingerprint of every trial ever created
+(finished, running, pending or failed) is excluded.
+
+Determinism. Suggestion `index` draws from an RNG derived from (seed, index) alone, not from a
+generator whose state depends on how many calls came before. So given the seed and the
+history (cells seen, scores of finished trials) the suggestion is fixed: a search that was
+killed and restarted makes exactly the suggestions the uninterrupted search would have made,
+as long as the history at each index is the same (always true with one worker; with several
+workers the history depends on which trials happen to finish first).
+
+This module is pure Python: no TensorFlow, no engine; engines and the store call it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import heapq
+import math
+import random
+from typing import Collection, Optional, Sequence
+
+import gin
+
+from dpc_tf.search.errors import SearchError
+from dpc_tf.search_space import Cell, enumerate_cells, mutate_cell, sample_cell, space_size
+
+ORIGINS = ("initial", "uniform", "mutation", "fallback")
+"""How a suggestion was made: uniform before any result ('initial'), uniform by the coin
+('uniform'), a mutation of a top-k cell ('mutation'), or uniform because no unseen mutation was
+found ('fallback')."""
+
+_ENUMERATE_LIMIT = 200_000  # spaces up to this many labelled cells are enumerated when sampling stalls
+
+
+@dataclasses.dataclass(frozen=True)
+class Observation:
+  """A finished trial as the algorithm sees it."""
+  index: int
+  cell: Cell
+  score: float
+
+
+@dataclasses.dataclass(frozen=True)
+class History:
+  """What the algorithm may condition on: every fingerprint ever suggested, and the scores."""
+  seen: Collection[str]
+  observations: Sequence[Observation]
+
+
+@dataclasses.dataclass(frozen=True)
+class Suggestion:
+  index: int
+  cell: Cell
+  origin: str
+  parent: Optional[int] = None  # index of the mutated trial, for 'mutation'
+
+
+class RandomSearch:
+  """The paper's search strategy. Stateless between calls: all state is in the History."""
+
+  def __init__(self, num_branches: int = 5, budget: int = 100, p_uniform: float = 0.5,
+               top_k: int = 10, seed: int = 0, mutation_steps: int = 32,
+               max_draws: int = 10_000):
+    if not isinstance(num_branches, int) or num_branches < 1:
+      raise SearchError(f"num_branches must be an integer >= 1, got {num_branches!r}")
+    if not isinstance(budget, int) or budget < 1:
+      raise SearchError(f"the budget (number of proxy trials) must be >= 1, got {budget!r}")
+    if not 0.0 <= p_uniform <= 1.0:
+      raise SearchError(f"p_uniform must be in [0, 1], got {p_uniform!r}")
+    if not isinstance(top_k, int) or top_k < 1:
+      raise SearchError(f"top_k must be an integer >= 1, got {top_k!r}")
+    self.num_branches = num_branches
+    self.budget = budget
+    self.p_uniform = float(p_uniform)
+    self.top_k = top_k
+    self.seed = int(seed)
+    self.mutation_steps = mutation_steps
+    self.max_draws = max_draws
+
+  def settings(self) -> dict:
+    """What defines the sequence of suggestions (the budget does not: it only stops it)."""
+    return {"algorithm": "random_search_near_best", "num_branches": self.num_branches,
+            "p_uniform": self.p_uniform, "top_k": self.top_k, "seed": self.seed,
+            "mutation_steps": self.mutation_steps}
+
+  def rng(self, index: int) -> random.Random:
+    """The RNG of suggestion `index`: a function of (seed, index) only."""
+    digest = hashlib.sha256(f"dpc_tf.search:{self.seed}:{index}".encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "big"))
+
+  def top(self, observations: Sequence[Observation]) -> list[Observation]:
+    """The top-k finite scores, best first; ties go to the earlier trial (deterministic)."""
+    finite = (o for o in observations if isinstance(o.score, (int, float)) and math.isfinite(o.score))
+    return heapq.nsmallest(self.top_k, finite, key=lambda o: (-o.score, o.index))
+
+  def suggest(self, index: int, history: History) -> Suggestion:
+    rng = self.rng(index)
+    top = self.top(history.observations)
+    coin = rng.random()  # always drawn, so later draws do not depend on whether top is empty
+    if not top:
+      return Suggestion(index, self._uniform(rng, history.seen), "initial")
+    if coin < self.p_uniform:
+      return Suggestion(index, self._uniform(rng, history.seen), "uniform")
+    parent = top[rng.randrange(len(top))]
+    cell = self._mutate(parent.cell, rng, history.seen)
+    if cell is not None:
+      return Suggestion(index, cell, "mutation", parent.index)
+    return Suggestion(index, self._uniform(rng, history.seen), "fallback")
+
+  def _mutate(self, cell: Cell, rng: random.Random, seen: Collection[str]) -> Optional[Cell]:
+    """A random walk away from `cell` until it reaches an unseen cell (usually one step)."""
+    current = cell
+    for _ in range(self.mutation_steps):
+      current = mutate_cell(current, rng)
+      if current.fingerprint() not in seen:
+        return current
+    return None
+
+  def _uniform(self, rng: random.Random, seen: Collection[str]) -> Cell:
+    for _ in range(self.max_draws):
+      cell = sample_cell(rng, self.num_branches)
+      if cell.fingerprint() not in seen:
+        return cell
+    if space_size(self.num_branches) <= _ENUMERATE_LIMIT:
+      unseen = [c for c in enumerate_cells(self.num_branches, unique=True)
+                if c.fingerprint() not in seen]
+      if unseen:
+        return unseen[rng.randrange(len(unseen))]
+    raise SearchError(f"the search space of {self.num_branches}-branch cells is exhausted: "
+                      f"{len(seen)} distinct cells were already tried")
+
+
+@gin.configurable("search_algorithm")
+def make_algorithm(num_branches: int = 5, budget: int = 100, p_uniform: float = 0.5,
+                   top_k: int = 10, seed: int = 0) -> RandomSearch:
+  """The configured algorithm. `budget` is the number of proxy trials (--budget overrides).
+
+  p_uniform and top_k are not given by the paper; 0.5 and 10 balance exploration of the 4e11
+  cell space against refinement of the best cells found.
+  """
+  return RandomSearch(num_branches=num_branches, budget=budget, p_uniform=p_uniform,
+                      top_k=top_k, seed=seed)

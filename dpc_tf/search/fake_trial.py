@@ -1,0 +1,98 @@
+"""A cheap, deterministic stand-in for the proxy task, for tests, benchmarks and dry runs.
+
+The score is a fixed function of the cell's structure (each operator has a hidden quality,
+and reading the backbone features directly helps a little), so sampling near the best cells
+really does find better cells, as with the real proxy. Costs are counted analytically with
+the paper's convention (branch convolution weights only, 256 filters, a 33x33 map from
+320 MobileNet-v2 channels). Failure injection: `crash_once_fraction` of the cells kill their
+worker process (os._exit) on their first attempt, `fail_fraction` raise on every attempt;
+which cells is a function of the fingerprint, so a test can predict them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import time
+
+import gin
+
+from dpc_tf.search_space import FEATURES, Cell, Conv1x1, PyramidPooling
+
+CRASH_EXIT_CODE = 17
+_FILTERS = 256
+_BACKBONE_CHANNELS = 320
+_MAP = 33 * 33
+
+
+def unit_hash(text: str) -> float:
+  """A deterministic number in [0, 1) for `text`."""
+  return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") / 2.0 ** 64
+
+
+def branch_costs(cell: Cell) -> tuple[int, int]:
+  """(params, multiply-adds) of the branch convolutions, as in the paper's Table 1."""
+  params = madds = 0
+  for branch in cell:
+    channels = _BACKBONE_CHANNELS if branch.input == FEATURES else _FILTERS
+    if isinstance(branch.op, Conv1x1):
+      weights, positions = channels * _FILTERS, _MAP
+    elif isinstance(branch.op, PyramidPooling):
+      weights, positions = channels * _FILTERS, branch.op.grid_h * branch.op.grid_w
+    else:
+      weights, positions = 9 * channels + channels * _FILTERS, _MAP
+    params += weights
+    madds += weights * positions
+  return params, madds
+
+
+def fake_miou(cell: Cell) -> float:
+  """The made-up score: in [0.3, 0.8], identical for cells with the same canonical form."""
+  canonical = cell.canonical()
+  quality = [unit_hash(f"op{b.op.index}") + (0.15 if b.input == FEATURES else 0.0)
+             for b in canonical]
+  return 0.3 + 0.5 * sum(quality) / (1.15 * len(quality))
+
+
+@dataclasses.dataclass(frozen=True)
+class FakeTrial:
+  """Picklable trial function: `FakeTrial()(cell) -> score record`."""
+  sleep_s: float = 0.0
+  crash_once_fraction: float = 0.0
+  fail_fraction: float = 0.0
+  marker_dir: str = ""  # where first-attempt crash markers go; needed with crash_once_fraction
+
+  def crashes_once(self, cell: Cell) -> bool:
+    return unit_hash("crash:" + cell.fingerprint()) < self.crash_once_fraction
+
+  def always_fails(self, cell: Cell) -> bool:
+    return unit_hash("fail:" + cell.fingerprint()) < self.fail_fraction
+
+  def __call__(self, cell: Cell) -> dict:
+    start = time.perf_counter()
+    if self.crashes_once(cell):
+      if not self.marker_dir:
+        raise ValueError("FakeTrial.crash_once_fraction needs marker_dir")
+      marker = os.path.join(self.marker_dir, cell.fingerprint() + ".crashed")
+      try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        os._exit(CRASH_EXIT_CODE)  # pylint: disable=protected-access
+      except FileExistsError:
+        pass  # crashed before: this is the retry, run normally
+    if self.always_fails(cell):
+      raise RuntimeError(f"injected failure for {cell.text}")
+    if self.sleep_s:
+      time.sleep(self.sleep_s)
+    params, madds = branch_costs(cell)
+    return {"miou": fake_miou(cell), "branch_params": params, "branch_madds": madds,
+            "steps": 0, "seconds": time.perf_counter() - start}
+
+
+@gin.configurable("fake_trial")
+def make_fake_trial(cache=None, sleep_s: float = 0.0, crash_once_fraction: float = 0.0,
+                    fail_fraction: float = 0.0, marker_dir: str = "") -> FakeTrial:
+  """Trial factory for configs (see pipeline.trial_factory); the feature cache is unused."""
+  del cache
+  return FakeTrial(sleep_s=sleep_s, crash_once_fraction=crash_once_fraction,
+                   fail_fraction=fail_fraction, marker_dir=marker_dir)

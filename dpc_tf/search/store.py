@@ -1,0 +1,289 @@
+"""The trial store: one SQLite database per search, written as things happen.
+
+Every trial is a row: id (0-based, also the suggestion index), cell (compact text and the
+released JSON), canonical fingerprint (unique), how it was suggested, status, attempts, score
+record, error, timing, and the re-rank result. Every change is one transaction in WAL mode
+with synchronous=FULL, so a crash at any instant (driver killed, machine down) leaves the
+database readable with every committed change, and a reader (`sqlite3 DIR/trials.sqlite`)
+never blocks the search.
+
+Status machine (attempts counts dispatches; a dispatch that ends in anything but 'done'
+used one attempt):
+
+    pending --start--> running --finish--> done
+                          |---fail/recover--> pending  (attempts < max_attempts)
+                          |---fail/recover--> failed   (attempts = max_attempts)
+                          '---release-------> pending  (graceful stop: attempt given back)
+
+`recover` runs when a driver starts: rows left 'running' by a driver that died are requeued
+(or failed if that was their last attempt), so an in-flight trial is re-run at most
+max_attempts - 1 times and a finished one never again.
+
+Only the search driver writes (engines hand results back to it), so there is one writer.
+SQLite's WAL needs the database on a local or properly locking filesystem for that writer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import sqlite3
+import time
+from typing import Iterator, Optional
+
+from dpc_tf.search.errors import SearchError
+from dpc_tf.search_space import Cell
+
+STATUSES = ("pending", "running", "done", "failed")
+TERMINAL = ("done", "failed")
+SCHEMA_VERSION = "1"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS trials (
+  id INTEGER PRIMARY KEY,
+  fingerprint TEXT NOT NULL UNIQUE,
+  cell_text TEXT NOT NULL,
+  cell_json TEXT NOT NULL,
+  origin TEXT NOT NULL,
+  parent INTEGER,
+  status TEXT NOT NULL CHECK (status IN ('pending', 'running', 'done', 'failed')),
+  attempts INTEGER NOT NULL DEFAULT 0,
+  score REAL,
+  record TEXT,
+  error TEXT,
+  worker TEXT,
+  created REAL NOT NULL,
+  started REAL,
+  finished REAL,
+  seconds REAL,
+  rerank_score REAL,
+  rerank_record TEXT
+);
+CREATE INDEX IF NOT EXISTS trials_status ON trials (status);
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class Trial:
+  """One row of the store. `seconds` is the time spent inside the trial function."""
+  id: int
+  fingerprint: str
+  cell_text: str
+  cell_json: str
+  origin: str
+  parent: Optional[int]
+  status: str
+  attempts: int
+  score: Optional[float]
+  record: Optional[dict]
+  error: Optional[str]
+  worker: Optional[str]
+  created: float
+  started: Optional[float]
+  finished: Optional[float]
+  seconds: Optional[float]
+  rerank_score: Optional[float]
+  rerank_record: Optional[dict]
+
+  @property
+  def cell(self) -> Cell:
+    return Cell.from_json(self.cell_json)
+
+  @classmethod
+  def from_row(cls, row: sqlite3.Row) -> "Trial":
+    data = dict(row)
+    for key in ("record", "rerank_record"):
+      data[key] = json.loads(data[key]) if data[key] is not None else None
+    return cls(**data)
+
+
+def _json_or_none(value) -> Optional[str]:
+  return None if value is None else json.dumps(value, sort_keys=True, default=_jsonable)
+
+
+def _jsonable(value):
+  """Numpy scalars and the like, as JSON numbers or strings."""
+  for cast in (int, float):
+    try:
+      if cast(value) == value:
+        return cast(value)
+    except (TypeError, ValueError):
+      pass
+  return str(value)
+
+
+def _finite_or_none(value) -> Optional[float]:
+  try:
+    value = float(value)
+  except (TypeError, ValueError):
+    return None
+  return value if math.isfinite(value) else None
+
+
+class Store:
+  """A search's trials and metadata in DIR/trials.sqlite. Not thread-safe: one per thread."""
+
+  def __init__(self, path: str):
+    self.path = path
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+      raise SearchError(f"cannot open the trial store: folder {folder} does not exist")
+    try:
+      self._db = sqlite3.connect(path, timeout=60.0, isolation_level=None)
+      self._db.row_factory = sqlite3.Row
+      self._db.execute("PRAGMA journal_mode=WAL")
+      self._db.execute("PRAGMA synchronous=FULL")
+      self._db.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
+    except sqlite3.DatabaseError as e:
+      raise SearchError(f"cannot open the trial store {path}: {e}") from None
+    version = self.get_meta("schema_version")
+    if version is None:
+      self.set_meta("schema_version", SCHEMA_VERSION)
+    elif version != SCHEMA_VERSION:
+      raise SearchError(f"{path} has store schema {version}, this code reads {SCHEMA_VERSION}")
+
+  def close(self) -> None:
+    self._db.close()
+
+  def __enter__(self) -> "Store":
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()
+
+  @contextlib.contextmanager
+  def transaction(self) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT: all or nothing, also if the process dies in between."""
+    self._db.execute("BEGIN IMMEDIATE")
+    try:
+      yield self._db
+    except BaseException:
+      self._db.execute("ROLLBACK")
+      raise
+    self._db.execute("COMMIT")
+
+  # --- metadata ---------------------------------------------------------------------------
+  def get_meta(self, key: str) -> Optional[str]:
+    row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return row["value"] if row else None
+
+  def set_meta(self, key: str, value: str) -> None:
+    with self.transaction() as db:
+      db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+  # --- reads ------------------------------------------------------------------------------
+  def get(self, trial_id: int) -> Trial:
+    row = self._db.execute("SELECT * FROM trials WHERE id = ?", (trial_id,)).fetchone()
+    if row is None:
+      raise KeyError(f"no trial {trial_id} in {self.path}")
+    return Trial.from_row(row)
+
+  def trials(self, *statuses: str) -> list[Trial]:
+    """Trials in id order, all or those with the given statuses."""
+    if statuses:
+      marks = ",".join("?" * len(statuses))
+      rows = self._db.execute(f"SELECT * FROM trials WHERE status IN ({marks}) ORDER BY id",
+                              statuses)
+    else:
+      rows = self._db.execute("SELECT * FROM trials ORDER BY id")
+    return [Trial.from_row(r) for r in rows]
+
+  def counts(self) -> dict[str, int]:
+    counts = dict.fromkeys(STATUSES, 0)
+    for row in self._db.execute("SELECT status, COUNT(*) AS n FROM trials GROUP BY status"):
+      counts[row["status"]] = row["n"]
+    return counts
+
+  def num_trials(self) -> int:
+    return self._db.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
+
+  def next_pending(self) -> Optional[Trial]:
+    row = self._db.execute(
+        "SELECT * FROM trials WHERE status = 'pending' ORDER BY id LIMIT 1").fetchone()
+    return Trial.from_row(row) if row else None
+
+  # --- writes -----------------------------------------------------------------------------
+  def add(self, trial_id: int, cell: Cell, origin: str, parent: Optional[int] = None) -> Trial:
+    """Records a new suggestion as 'pending'. Ids are consecutive; a repeated cell is refused."""
+    with self.transaction() as db:
+      expected = db.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
+      if trial_id != expected:
+        raise SearchError(f"trial id {trial_id} is out of sequence (the store has {expected})")
+      try:
+        db.execute("INSERT INTO trials (id, fingerprint, cell_text, cell_json, origin, parent, "
+                   "status, created) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)",
+                   (trial_id, cell.fingerprint(), cell.text, cell.to_json_string(), origin,
+                    parent, time.time()))
+      except sqlite3.IntegrityError:
+        raise SearchError(f"cell {cell.text} (fingerprint {cell.fingerprint()}) is already in "
+                          f"the store: the search never repeats a cell") from None
+    return self.get(trial_id)
+
+  def start(self, trial_id: int, worker: str = "") -> Trial:
+    """pending -> running, one more attempt."""
+    with self.transaction() as db:
+      cursor = db.execute("UPDATE trials SET status = 'running', attempts = attempts + 1, "
+                          "started = ?, worker = ?, error = NULL "
+                          "WHERE id = ? AND status = 'pending'", (time.time(), worker, trial_id))
+      if cursor.rowcount != 1:
+        raise SearchError(f"trial {trial_id} cannot start: it is not pending")
+    return self.get(trial_id)
+
+  def finish(self, trial_id: int, record: dict, score: Optional[float],
+             seconds: Optional[float]) -> bool:
+    """running -> done. False (and no change) if the trial was not running any more."""
+    with self.transaction() as db:
+      cursor = db.execute(
+          "UPDATE trials SET status = 'done', score = ?, record = ?, seconds = ?, "
+          "finished = ?, error = NULL WHERE id = ? AND status = 'running'",
+          (_finite_or_none(score), _json_or_none(record), seconds, time.time(), trial_id))
+      return cursor.rowcount == 1
+
+  def fail(self, trial_id: int, error: str, max_attempts: int,
+           seconds: Optional[float] = None) -> Optional[str]:
+    """running -> pending (attempts left) or failed. Returns the new status, None if not running."""
+    with self.transaction() as db:
+      row = db.execute("SELECT attempts, status FROM trials WHERE id = ?", (trial_id,)).fetchone()
+      if row is None or row["status"] != "running":
+        return None
+      status = "failed" if row["attempts"] >= max_attempts else "pending"
+      db.execute("UPDATE trials SET status = ?, error = ?, seconds = ?, finished = ? "
+                 "WHERE id = ?", (status, error, seconds,
+                                  time.time() if status == "failed" else None, trial_id))
+      return status
+
+  def release(self, trial_id: int) -> bool:
+    """running -> pending, giving the attempt back (the driver stopped it, it did not fail)."""
+    with self.transaction() as db:
+      cursor = db.execute("UPDATE trials SET status = 'pending', attempts = attempts - 1 "
+                          "WHERE id = ? AND status = 'running'", (trial_id,))
+      return cursor.rowcount == 1
+
+  def recover(self, max_attempts: int) -> tuple[list[int], list[int]]:
+    """Requeues (or fails, on their last attempt) the trials a dead driver left 'running'."""
+    requeued, failed = [], []
+    with self.transaction() as db:
+      for row in db.execute("SELECT id, attempts FROM trials WHERE status = 'running' "
+                            "ORDER BY id").fetchall():
+        if row["attempts"] >= max_attempts:
+          db.execute("UPDATE trials SET status = 'failed', finished = ?, error = ? WHERE id = ?",
+                     (time.time(), f"interrupted on attempt {row['attempts']} of {max_attempts} "
+                      "(the search driver stopped)", row["id"]))
+          failed.append(row["id"])
+        else:
+          db.execute("UPDATE trials SET status = 'pending', error = ? WHERE id = ?",
+                     ("interrupted (the search driver stopped); re-run", row["id"]))
+          requeued.append(row["id"])
+    return requeued, failed
+
+  def set_rerank(self, trial_id: int, score: Optional[float], record: dict) -> None:
+    with self.transaction() as db:
+      cursor = db.execute("UPDATE trials SET rerank_score = ?, rerank_record = ? "
+                          "WHERE id = ? AND status = 'done'",
+                          (_finite_or_none(score), _json_or_none(record), trial_id))
+      if cursor.rowcount != 1:
+        raise SearchError(f"trial {trial_id} cannot be re-ranked: it is not done")

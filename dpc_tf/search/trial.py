@@ -1,0 +1,102 @@
+"""The trial contract between the search and whatever scores a cell.
+
+A trial function is any picklable callable `cell -> score record`: a module-level function,
+a functools.partial of one, or an instance of a module-level class. It runs in a worker
+process (the local engine's subprocess or a Ray worker, maybe on another machine), so it must
+carry its settings with it, as arguments, rather than read driver state.
+
+The score record is a dict with at least the metric (default 'miou', a float, higher is
+better); the proxy also gives branch_params, branch_madds, steps and seconds. Gin bindings the
+trial's own code reads are re-applied in each worker from the driver's config text
+(`WorkerPayload.gin_config`), because gin state is per process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import numbers
+import time
+import traceback
+from typing import Callable, Mapping
+
+from dpc_tf.search_space import Cell
+
+TrialFn = Callable[[Cell], dict]
+RECORD_KEYS = ("miou", "branch_params", "branch_madds", "steps", "seconds")
+"""Keys a proxy score record has; only the metric is required."""
+
+
+class TrialError(RuntimeError):
+  """A trial function returned something that is not a score record."""
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerPayload:
+  """Everything a worker needs besides the cell: shipped once per worker, not per trial."""
+  trial_fn: TrialFn
+  gin_config: str = ""
+  metric: str = "miou"
+
+
+def validate_record(record, metric: str = "miou") -> dict:
+  """The record as a plain dict with a float metric, or TrialError saying what is wrong."""
+  if not isinstance(record, Mapping):
+    raise TrialError(f"the trial function returned {type(record).__name__}, expected a dict "
+                     f"with at least {metric!r}")
+  if metric not in record:
+    raise TrialError(f"the trial's score record has no {metric!r} (keys: "
+                     f"{', '.join(sorted(map(str, record))) or 'none'})")
+  value = record[metric]
+  if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    try:
+      value = float(value)  # numpy scalars, 0-d arrays
+    except (TypeError, ValueError):
+      raise TrialError(f"the trial's {metric!r} is {value!r}, not a number") from None
+  out = dict(record)
+  out[metric] = float(value)
+  return out
+
+
+def score_of(record: Mapping, metric: str = "miou") -> float:
+  """The metric as a float; NaN (never ranked) when it is missing or not finite."""
+  try:
+    value = float(record[metric])
+  except (KeyError, TypeError, ValueError):
+    return math.nan
+  return value if math.isfinite(value) else math.nan
+
+
+def describe_exception(error: BaseException) -> str:
+  """One line for logs and the CSV, then the traceback for the store."""
+  message = str(error).strip().splitlines()
+  first = f"{type(error).__name__}: {message[0] if message else ''}".rstrip(": ")
+  return first[:500] + "\n\n" + "".join(traceback.format_exception(error))[-4000:]
+
+
+_APPLIED_GIN: set[str] = set()
+
+
+def prepare_worker(payload: WorkerPayload) -> None:
+  """Applies the driver's gin config once per worker process (idempotent)."""
+  if not payload.gin_config:
+    return
+  key = hashlib.sha256(payload.gin_config.encode()).hexdigest()
+  if key in _APPLIED_GIN:
+    return
+  import gin  # pylint: disable=import-outside-toplevel
+  gin.clear_config()
+  gin.parse_config(payload.gin_config, skip_unknown=True)
+  _APPLIED_GIN.clear()
+  _APPLIED_GIN.add(key)
+
+
+def execute(payload: WorkerPayload, cell_json: str) -> tuple[dict, float]:
+  """Runs one trial in this process: (validated record, seconds inside the trial function)."""
+  prepare_worker(payload)
+  cell = Cell.from_json(cell_json)
+  start = time.perf_counter()
+  record = payload.trial_fn(cell)
+  seconds = time.perf_counter() - start
+  return validate_record(record, payload.metric), seconds

@@ -1,0 +1,43 @@
+import os
+import subprocess
+import sys
+
+import pytest
+
+from dpc_tf import search_space as ss
+from dpc_tf.plots import cell_graph
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_layout_puts_every_node_somewhere_distinct():
+  cell = ss.Cell.from_text("F:pool@2x4 F:conv1x1 1:sep3x3@3x21 2:pool@1x1 0:sep3x3@21x21")
+  pos = cell_graph.layout(cell)
+  assert set(pos) == {-1, 0, 1, 2, 3, 4, "concat", "projection"}
+  assert len(set(pos.values())) == len(pos)
+  assert cell_graph.node_label(cell.branches[2].op) == "3x3 sep conv\nrate 3x21"
+  assert cell_graph.node_label(cell.branches[0].op) == "pyramid pooling\ngrid 2x4"
+
+
+@pytest.mark.parametrize("extension, magic", [(".png", b"\x89PNG"), (".svg", b"<?xml")])
+def test_render_writes_a_picture(tmp_path, extension, magic):
+  path = str(tmp_path / ("cell" + extension))
+  cell_graph.render_cell(ss.CITYSCAPES_CELL, path)
+  with open(path, "rb") as f:
+    assert f.read(5).startswith(magic)
+  if extension == ".svg":
+    text = open(path).read()
+    assert "rate 18x15" in text or "18x15" in text
+
+
+def test_render_refuses_other_formats(tmp_path):
+  with pytest.raises(ValueError, match="must be .png or .svg"):
+    cell_graph.render_cell(ss.CITYSCAPES_CELL, str(tmp_path / "cell.jpg"))
+
+
+def test_command_line(tmp_path):
+  out = tmp_path / "c.png"
+  result = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "render_cell.py"),
+                           f"--output={out}"], capture_output=True, text=True, timeout=120)
+  assert result.returncode == 0, result.stderr
+  assert out.stat().st_size > 10_000
