@@ -1,11 +1,19 @@
-"""Parameter and multiply-add counts of a DPC or ASPP head (and, later, whole models).
+"""Parameter and multiply-add counts of a DPC or ASPP head, or of a whole DeepLab model.
 
   python tools/model_stats.py --cell=CELL.json --feature_channels=2048 --crop=1025,2049 \
       --output_stride=16 [--head=aspp] [--json]
+  python tools/model_stats.py --backbone=xception_71 --decoder_output_stride=4 \
+      --num_classes=19 --crop=1025,2049 --output_stride=16 [--cell=...|--head=aspp] [--json]
+
+Without --backbone only the head is counted, on features of the size the crop gives
+({"head", "total"}). With --backbone the whole model is built (dpc_tf.models.build_deeplab)
+and counted at the crop: {"backbone", "head", "decoder", "logits", "total"}, where "total"
+sums the parts ("decoder" is all zeros with --decoder_output_stride=none).
 
 "branch_params" / "branch_madds" follow the paper's Table 1 convention (the branch
-convolution kernels only: no batch norm, no projection); the other figures count every
-weight and every conv/dense multiply-add (see dpc_tf/costs.py).
+convolution kernels only: no batch norm, no projection); for the backbone, decoder and
+logits parts they count that part's conv kernels only (no batch norm, no bias). The other
+figures count every weight and every conv/dense multiply-add (see dpc_tf/costs.py).
 """
 
 import json
@@ -26,7 +34,14 @@ flags.DEFINE_integer("feature_channels", 2048, "Channels of the backbone feature
 flags.DEFINE_list("crop", ["1025", "2049"], "Input size H,W (or one value for a square).")
 flags.DEFINE_integer("output_stride", 16, "Backbone output stride (8, 16 or 32).")
 flags.DEFINE_bool("json", False, "Print one JSON object instead of a table.")
+flags.DEFINE_enum("backbone", None, ["xception_41", "xception_65", "xception_71", "mobilenet_v2"],
+                  "Count the whole model on this backbone instead of the head alone.")
+flags.DEFINE_string("decoder_output_stride", "4", "With --backbone: 4 (DeepLabv3+ decoder) "
+                    "or none.")
+flags.DEFINE_integer("num_classes", 19, "With --backbone: classes of the logits layer.")
+flags.DEFINE_float("depth_multiplier", 1.0, "With --backbone=mobilenet_v2: its multiplier.")
 FLAGS = flags.FLAGS
+_MODEL_ONLY_FLAGS = ("decoder_output_stride", "num_classes", "depth_multiplier")
 
 
 class UsageError(ValueError):
@@ -61,6 +76,38 @@ def head_stats(head: str, cell, feature_channels: int, crop, output_stride: int)
   return costs.model_costs(model, shape, {"head": layer}, {"head": layer.branch_layers})
 
 
+def parse_decoder_output_stride(value: str):
+  if value.strip().lower() in ("none", ""):
+    return None
+  try:
+    return int(value)
+  except ValueError:
+    raise UsageError(f"--decoder_output_stride must be 4 or none, got {value}") from None
+
+
+def model_stats(backbone: str, head: str, cell, crop, output_stride: int,
+                decoder_output_stride, num_classes: int, depth_multiplier: float = 1.0) -> dict:
+  """Counts build_deeplab(...) at one crop: backbone, head, decoder, logits and their sum."""
+  from dpc_tf import models  # pylint: disable=import-outside-toplevel
+  if output_stride not in (8, 16):
+    raise UsageError(f"--output_stride must be 8 or 16 for a whole model (rates scale by "
+                     f"16 // output_stride), got {output_stride}")
+  try:
+    model = models.build_deeplab(
+        num_classes, backbone=backbone, head=head, cell=cell if head == "dpc" else None,
+        crop_size=crop, output_stride=output_stride,
+        decoder_output_stride=decoder_output_stride, depth_multiplier=depth_multiplier)
+  except ValueError as e:
+    raise UsageError(str(e)) from None
+  parts, branches = models.model_parts(model)
+  # Non-head parts: "branch" = the part's conv kernels (no BN, no bias), same convention.
+  branches = {name: branches.get(name, [layer]) for name, layer in parts.items()}
+  stats = costs.model_costs(model, tuple(crop) + (3,), parts, branches)
+  zeros = dict.fromkeys(stats["head"], 0)
+  return {part: stats.get(part, zeros) for part in ("backbone", "head", "decoder", "logits",
+                                                    "total")}
+
+
 def format_table(stats: dict) -> str:
   def human(n):
     return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n:,}"
@@ -83,8 +130,19 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   try:
     cell = search_space.Cell.load(FLAGS.cell) if FLAGS.cell else search_space.CITYSCAPES_CELL
-    stats = head_stats(FLAGS.head, cell, FLAGS.feature_channels, parse_crop(FLAGS.crop),
-                       FLAGS.output_stride)
+    if FLAGS.backbone:
+      if FLAGS["feature_channels"].present:
+        raise UsageError("--feature_channels is implied by --backbone; drop one of them")
+      stats = model_stats(FLAGS.backbone, FLAGS.head, cell, parse_crop(FLAGS.crop),
+                          FLAGS.output_stride,
+                          parse_decoder_output_stride(FLAGS.decoder_output_stride),
+                          FLAGS.num_classes, FLAGS.depth_multiplier)
+    else:
+      given = [f"--{name}" for name in _MODEL_ONLY_FLAGS if FLAGS[name].present]
+      if given:
+        raise UsageError(f"{', '.join(given)} need(s) --backbone (a whole model)")
+      stats = head_stats(FLAGS.head, cell, FLAGS.feature_channels, parse_crop(FLAGS.crop),
+                         FLAGS.output_stride)
   except (search_space.CellError, UsageError) as e:
     print(f"model_stats: error: {e}", file=sys.stderr)
     return 1

@@ -27,7 +27,7 @@ import hashlib
 import io
 import json
 import os
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -132,11 +132,23 @@ class Manifest:
   def save(self) -> None:
     write_json_atomic(self.path, self.data)
 
-  def check_identity(self, identity: dict) -> None:
-    diffs = describe_differences(self.identity, identity)
-    if diffs:
-      raise CacheMismatchError(f"cache {self.cache_dir} was made with different settings: "
-                               f"{'; '.join(diffs)} (use another --cache_dir or delete it)")
+  def check_identity(self, identity: dict, ignore: Sequence[str] = ()) -> None:
+    """CacheMismatchError naming every differing key (keys in `ignore` are not compared)."""
+    found = {k: v for k, v in self.identity.items() if k not in ignore}
+    wanted = {k: v for k, v in identity.items() if k not in ignore}
+    _refuse(self.cache_dir, describe_differences(found, wanted))
+
+  def check_role(self, role: str, settings: dict) -> None:
+    """CacheMismatchError if the role exists with other settings (absent roles pass)."""
+    entry = self.role(role)
+    if entry is not None:
+      _refuse(self.cache_dir, describe_differences(entry["settings"], settings, f"{role}."))
+
+
+def _refuse(cache_dir: str, diffs: list[str]) -> None:
+  if diffs:
+    raise CacheMismatchError(f"cache {cache_dir} was made with different settings: "
+                             f"{'; '.join(diffs)} (use another --cache_dir or delete it)")
 
 
 @contextlib.contextmanager
@@ -173,17 +185,12 @@ class RoleWriter:
     else:
       manifest.check_identity(identity)
     self.manifest = manifest
+    manifest.check_role(role, settings)
     entry = manifest.role(role)
-    settings = _jsonable(settings)
     if entry is None:
-      entry = {"settings": settings, "complete": False, "count": 0, "shards": []}
+      entry = {"settings": _jsonable(settings), "complete": False, "count": 0, "shards": []}
       manifest.data["roles"][role] = entry
       manifest.save()
-    else:
-      diffs = describe_differences(entry["settings"], settings, f"{role}.")
-      if diffs:
-        raise CacheMismatchError(f"cache {cache_dir} was made with different settings: "
-                                 f"{'; '.join(diffs)} (use another --cache_dir or delete it)")
     self.entry = entry
 
   @property

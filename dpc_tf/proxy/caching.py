@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import weakref
 from typing import Callable, Optional
 
 from absl import logging
@@ -62,6 +63,19 @@ def _labels_at(labels: tf.Tensor, size, resolution: str) -> tf.Tensor:
                                           half_pixel_centers=False)
 
 
+_FORWARD: "weakref.WeakKeyDictionary[keras.Model, tf.types.experimental.GenericFunction]" = \
+    weakref.WeakKeyDictionary()
+
+
+def _forward(backbone: keras.Model):
+  """The backbone's inference function, traced once per backbone (roles and calls share it)."""
+  if backbone not in _FORWARD:
+    model = weakref.ref(backbone)  # a strong reference in the value would keep the key alive
+    _FORWARD[backbone] = tf.function(lambda x: _features_of(model()(x, training=False)),
+                                     reduce_retracing=True)
+  return _FORWARD[backbone]
+
+
 class _Progress:
   """An absl log line every `every` seconds: done/total, rate, ETA."""
 
@@ -85,6 +99,26 @@ class _Progress:
       logging.info("caching %s: %d examples, %.1f ex/s", self.name, self.done, rate)
 
 
+def _check_representable(exact: np.ndarray, stored: np.ndarray, where: str) -> None:
+  """Refuses features the storage dtype cannot hold: overflow, or mostly flushed to zero."""
+  if not np.isfinite(stored).all():
+    raise cache_lib.CacheError(f"{where}: backbone features overflow {stored.dtype} (max |x| = "
+                               f"{np.abs(exact).max():.4g}); cache with dtype float32")
+  nonzero = exact != 0
+  lost = np.count_nonzero(nonzero & (stored == 0))
+  if lost > 0.01 * max(np.count_nonzero(nonzero), 1):
+    raise cache_lib.CacheError(
+        f"{where}: {lost} of {np.count_nonzero(nonzero)} nonzero feature values underflow to 0 "
+        f"in {stored.dtype} (max |x| = {np.abs(exact).max():.3g}): is the backbone random with "
+        f"uncalibrated batch norm? Otherwise cache with dtype float32")
+
+
+def full_settings(settings: dict, dtype: str, label_resolution: str, shard_size: int) -> dict:
+  """A role's settings as the manifest records them: the caller's plus how they are stored."""
+  return {**settings, "dtype": np.dtype(dtype).name, "label_resolution": label_resolution,
+          "shard_size": shard_size}
+
+
 def cache_role(cache_dir: str, identity: dict, role: str, settings: dict,
                backbone: keras.Model, examples: tf.data.Dataset, *, batch_size: int = 8,
                shard_size: int = 64, dtype: str = "float16", label_resolution: str = "crop",
@@ -103,8 +137,7 @@ def cache_role(cache_dir: str, identity: dict, role: str, settings: dict,
   if shard_size < 1 or batch_size < 1:
     raise ValueError(f"shard_size and batch_size must be >= 1, got {shard_size}, {batch_size}")
   np_dtype = np.dtype(dtype)
-  settings = {**settings, "dtype": np_dtype.name, "label_resolution": label_resolution,
-              "shard_size": shard_size}
+  settings = full_settings(settings, dtype, label_resolution, shard_size)
   with cache_lib.writer_lock(cache_dir):
     writer = cache_lib.RoleWriter(cache_dir, identity, role, settings)
     if writer.complete:
@@ -115,9 +148,14 @@ def cache_role(cache_dir: str, identity: dict, role: str, settings: dict,
     if skip:
       logging.info("cache %s: resuming role %s after %d finished shards (%d examples)",
                    cache_dir, role, writer.done_shards, skip)
-    stream = examples.skip(skip).batch(batch_size).prefetch(2)
-    forward = tf.function(lambda x: _features_of(backbone(x, training=False)),
-                          reduce_retracing=True)
+    # Batches start at multiples of batch_size counted from the stream's start, also after a
+    # resume, so the backbone sees the batches an uninterrupted pass would (convolutions may
+    # round differently for other batch contents); the few examples of the first batch that
+    # a finished shard already holds are dropped after the backbone.
+    aligned = skip - skip % batch_size
+    drop = skip - aligned
+    stream = examples.skip(aligned).batch(batch_size).prefetch(2)
+    forward = _forward(backbone)
     progress = _Progress(role, skip, num_examples, log_every_seconds)
     buffered_f, buffered_l, buffered = [], [], 0
 
@@ -134,12 +172,11 @@ def cache_role(cache_dir: str, identity: dict, role: str, settings: dict,
     for images, labels in stream:
       features = forward(tf.cast(images, tf.float32))
       stored = tf.cast(features, np_dtype.name).numpy()
-      if not np.isfinite(stored).all():
-        raise cache_lib.CacheError(f"cache {cache_dir}: role {role}: backbone features overflow "
-                                   f"{np_dtype.name} (max |x| = {np.abs(features).max():.4g}); "
-                                   f"cache with dtype float32")
+      _check_representable(features.numpy(), stored, f"cache {cache_dir}: role {role}")
       labels = _labels_at(tf.cast(labels, tf.int32), tf.shape(features)[1:3], label_resolution)
       labels = labels.numpy()
+      if drop:
+        stored, labels, drop = stored[drop:], labels[drop:], 0
       if labels.min() < 0 or labels.max() > IGNORE_LABEL:
         raise cache_lib.CacheError(f"cache {cache_dir}: role {role}: labels outside 0..255 "
                                    f"(min {labels.min()}, max {labels.max()})")

@@ -10,12 +10,15 @@ do not match the manifest stops the trial with CorruptShardError.
 
 from __future__ import annotations
 
+import re
 from typing import Iterator, Optional
 
 import numpy as np
 import tensorflow as tf
 
-from dpc_tf.proxy.cache import CachedRole
+from dpc_tf.proxy.cache import CachedRole, CorruptShardError
+
+_CORRUPT = re.compile(r"CorruptShardError: (shard [^\n]+)")
 
 
 class IndexSampler:
@@ -61,6 +64,26 @@ def streaming_dataset(role: CachedRole, batch_size: int, seed: int, shuffle_buff
   return (dataset.shuffle(shuffle_buffer, seed=seed)
           .batch(batch_size, drop_remainder=True)
           .prefetch(tf.data.AUTOTUNE))
+
+
+class StreamIterator:
+  """Iterates a streaming_dataset; a corrupted shard met inside tf.data's generator (which
+  wraps it in a multi-line UnknownError) comes out as the one-line CorruptShardError."""
+
+  def __init__(self, dataset: tf.data.Dataset):
+    self.iterator = iter(dataset)
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    try:
+      return next(self.iterator)
+    except tf.errors.OpError as e:
+      found = _CORRUPT.search(e.message or "")
+      if found:
+        raise CorruptShardError(found.group(1)) from None
+      raise
 
 
 def eval_batches(role: CachedRole, batch_size: int, start: int = 0,

@@ -15,6 +15,7 @@ import keras
 
 from dpc_tf import costs
 from dpc_tf.layers import DensePredictionCell, common
+from dpc_tf.models import logits_layer, model_parts
 
 
 def build_proxy_head(cell, num_classes: int, feature_channels: int, crop_size,
@@ -27,6 +28,8 @@ def build_proxy_head(cell, num_classes: int, feature_channels: int, crop_size,
 
   `crop_size` is the training crop the features were cached at: it fixes the pyramid
   pooling kernels exactly as in the full model. Rates are scaled by 16 // output_stride.
+  The same model as dpc_tf.models.build_head_model (same layer names, so converted head
+  weights load into it), plus the branch width and BN momentum a short proxy run needs.
   """
   if 16 % output_stride:
     raise ValueError(f"output_stride must divide 16 (rates are written for 16), got "
@@ -37,18 +40,13 @@ def build_proxy_head(cell, num_classes: int, feature_channels: int, crop_size,
       dropout=dropout, rate_multiplier=16 // output_stride, crop_size=crop_size,
       output_stride=output_stride, weight_decay=weight_decay, bn_momentum=bn_momentum,
       bn_epsilon=bn_epsilon, name="head")
-  logits = keras.layers.Conv2D(
-      num_classes, 1, use_bias=True, name="logits",
-      kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.01),
-      kernel_regularizer=common.l2(weight_decay))
+  logits = logits_layer(num_classes, weight_decay)
   return keras.Model(features, logits(head(features)), name="proxy_head")
 
 
 def head_costs(model: keras.Model, feature_shape: Sequence[int]) -> dict:
   """Params / multiply-adds at one feature map: the paper's branch convention plus totals."""
-  head, logits = model.get_layer("head"), model.get_layer("logits")
-  report = costs.model_costs(model, tuple(feature_shape), {"head": head, "logits": logits},
-                             {"head": head.branch_layers})
+  report = costs.model_costs(model, tuple(feature_shape), *model_parts(model))
   return {"branch_params": report["head"]["branch_params"],
           "branch_madds": report["head"]["branch_madds"],
           "head_params": report["head"]["trainable_params"],

@@ -24,15 +24,15 @@ import numpy as np
 import tensorflow as tf
 
 from dpc_tf import search_space
-from dpc_tf.layers import common
 from dpc_tf.proxy import feeding
 from dpc_tf.proxy.cache import CacheError, FeatureCache
 from dpc_tf.proxy.head import build_proxy_head, head_costs
+from dpc_tf.proxy.scoring import confusion_matrix, mean_iou, predictions, segmentation_loss
 
-IGNORE_LABEL = 255
-# Chosen by measurement on the 2-core CPU (see the proxy benchmark and the issue report):
-# XLA makes the small train step of a proxy trial faster.
-DEFAULT_JIT_COMPILE = True
+# Chosen by measurement on the 2-core CPU (tools/benchmarks/proxy.py measures both): XLA
+# makes the proxy train step 4-20x SLOWER there (its CPU code for the keras dropout RNG and
+# for the bilinear-resize gradient is slow), while it speeds up inference alone.
+DEFAULT_JIT_COMPILE = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,42 +85,6 @@ def as_cell(cell) -> search_space.Cell:
   return search_space.Cell.from_json(cell)
 
 
-def segmentation_loss(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
-  """Mean softmax cross-entropy over valid pixels, logits upsampled to the labels first."""
-  labels = tf.cast(labels[..., 0], tf.int32)
-  if logits.shape[1:3] != labels.shape[1:3]:
-    logits = common.resize_bilinear(logits, tf.shape(labels)[1:3])
-  valid = tf.not_equal(labels, IGNORE_LABEL)
-  ce = tf.nn.sparse_softmax_cross_entropy_with_logits(
-      labels=tf.where(valid, labels, 0), logits=logits)
-  weights = tf.cast(valid, tf.float32)
-  return tf.reduce_sum(ce * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
-
-
-def confusion(logits: tf.Tensor, labels: tf.Tensor, num_classes: int) -> tf.Tensor:
-  """[num_classes, num_classes] int32 counts (row: label, column: prediction), ignore excluded."""
-  labels = tf.cast(labels[..., 0], tf.int32)
-  if logits.shape[1:3] != labels.shape[1:3]:
-    logits = common.resize_bilinear(logits, tf.shape(labels)[1:3])
-  predictions = tf.argmax(logits, axis=-1, output_type=tf.int32)
-  valid = tf.logical_and(labels >= 0, labels < num_classes)
-  ids = tf.where(valid, labels * num_classes + predictions, num_classes * num_classes)
-  counts = tf.math.unsorted_segment_sum(tf.ones_like(ids), ids, num_classes * num_classes + 1)
-  return tf.reshape(counts[:-1], [num_classes, num_classes])
-
-
-def mean_iou(matrix: np.ndarray) -> tuple[float, list[float], float]:
-  """mIOU over classes that occur (in labels or predictions), per-class IoU, pixel accuracy."""
-  matrix = matrix.astype(np.float64)
-  tp = np.diag(matrix)
-  union = matrix.sum(0) + matrix.sum(1) - tp
-  present = union > 0
-  iou = np.where(present, tp / np.maximum(union, 1), np.nan)
-  miou = float(np.mean(iou[present])) if present.any() else 0.0
-  accuracy = float(tp.sum() / max(matrix.sum(), 1))
-  return miou, [None if np.isnan(v) else float(v) for v in iou], accuracy
-
-
 class _Trainer:
   """Model, optimizer and compiled steps of one trial."""
 
@@ -132,8 +96,7 @@ class _Trainer:
     self.optimizer.build(model.trainable_variables)
     jit = config.jit_compile
     self.train_on = tf.function(self._train_on, jit_compile=jit)
-    self.confusion_on = tf.function(self._confusion_on, jit_compile=jit)
-    self._gather_step = None
+    self.predict_on = tf.function(self._predict_on, jit_compile=jit, reduce_retracing=True)
 
   def _train_on(self, features, labels):
     features = tf.cast(features, tf.float32)
@@ -145,9 +108,8 @@ class _Trainer:
     self.optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
     return loss
 
-  def _confusion_on(self, features, labels):
-    logits = self.model(tf.cast(features, tf.float32), training=False)
-    return confusion(logits, labels, self.num_classes)
+  def _predict_on(self, features, labels):
+    return predictions(self.model(tf.cast(features, tf.float32), training=False), labels)
 
   def in_memory_step(self, features: tf.Tensor, labels: tf.Tensor):
     """A compiled step that gathers its batch from tensors already in memory."""
@@ -159,7 +121,8 @@ class _Trainer:
     matrix = np.zeros((self.num_classes, self.num_classes), np.int64)
     count = 0
     for features, labels in batches:
-      matrix += self.confusion_on(features, labels).numpy()
+      predicted = self.predict_on(features, labels).numpy()
+      matrix += confusion_matrix(np.asarray(labels), predicted, self.num_classes)
       count += len(features)
     return (*mean_iou(matrix), count)
 
@@ -217,8 +180,8 @@ def run_proxy_trial(cell, cache_dir: str, **config) -> dict:
     sampler = feeding.IndexSampler(train_count, cfg.batch_size, cfg.seed)
     next_loss = lambda: step_fn(sampler.next())
   else:
-    stream = iter(feeding.streaming_dataset(train, cfg.batch_size, cfg.seed,
-                                            cfg.shuffle_buffer, stop=train_count))
+    stream = feeding.StreamIterator(feeding.streaming_dataset(
+        train, cfg.batch_size, cfg.seed, cfg.shuffle_buffer, stop=train_count))
     next_loss = lambda: trainer.train_on(*next(stream))
   eval_batch = cfg.eval_batch_size or cfg.batch_size
 

@@ -62,15 +62,28 @@ class FakeTrial:
   crash_once_fraction: float = 0.0
   fail_fraction: float = 0.0
   marker_dir: str = ""  # where first-attempt crash markers go; needed with crash_once_fraction
+  rerank_noise: float = 0.0  # > 0: play the end-to-end re-rank, a noisy copy of the proxy score
+  crash_once_cells: tuple[str, ...] = ()  # fingerprints that also crash once (with marker_dir)
+  fail_cells: tuple[str, ...] = ()  # fingerprints that also raise on every attempt
+  log_path: str = ""  # appends 'start FP' / 'end FP' per call (O_APPEND): who ran what, how often
 
   def crashes_once(self, cell: Cell) -> bool:
-    return unit_hash("crash:" + cell.fingerprint()) < self.crash_once_fraction
+    fingerprint = cell.fingerprint()
+    return (fingerprint in self.crash_once_cells
+            or unit_hash("crash:" + fingerprint) < self.crash_once_fraction)
+
+  def _log(self, event: str, cell: Cell) -> None:
+    if self.log_path:
+      with open(self.log_path, "a") as f:
+        f.write(f"{event} {cell.fingerprint()} {os.getpid()}\n")
 
   def always_fails(self, cell: Cell) -> bool:
-    return unit_hash("fail:" + cell.fingerprint()) < self.fail_fraction
+    fingerprint = cell.fingerprint()
+    return fingerprint in self.fail_cells or unit_hash("fail:" + fingerprint) < self.fail_fraction
 
   def __call__(self, cell: Cell) -> dict:
     start = time.perf_counter()
+    self._log("start", cell)
     if self.crashes_once(cell):
       if not self.marker_dir:
         raise ValueError("FakeTrial.crash_once_fraction needs marker_dir")
@@ -85,14 +98,28 @@ class FakeTrial:
     if self.sleep_s:
       time.sleep(self.sleep_s)
     params, madds = branch_costs(cell)
-    return {"miou": fake_miou(cell), "branch_params": params, "branch_madds": madds,
+    miou = fake_miou(cell)
+    if self.rerank_noise:
+      miou += self.rerank_noise * (unit_hash("rerank:" + cell.fingerprint()) - 0.5)
+    self._log("end", cell)
+    return {"miou": miou, "branch_params": params, "branch_madds": madds,
             "steps": 0, "seconds": time.perf_counter() - start}
 
 
 @gin.configurable("fake_trial")
 def make_fake_trial(cache=None, sleep_s: float = 0.0, crash_once_fraction: float = 0.0,
-                    fail_fraction: float = 0.0, marker_dir: str = "") -> FakeTrial:
+                    fail_fraction: float = 0.0, marker_dir: str = "",
+                    crash_once_cells: tuple[str, ...] = (), log_path: str = "") -> FakeTrial:
   """Trial factory for configs (see pipeline.trial_factory); the feature cache is unused."""
   del cache
   return FakeTrial(sleep_s=sleep_s, crash_once_fraction=crash_once_fraction,
-                   fail_fraction=fail_fraction, marker_dir=marker_dir)
+                   fail_fraction=fail_fraction, marker_dir=marker_dir,
+                   crash_once_cells=tuple(crash_once_cells), log_path=log_path)
+
+
+@gin.configurable("fake_rerank_trial")
+def make_fake_rerank_trial(checkpoint=None, work_dir=None, noise: float = 0.1,
+                           sleep_s: float = 0.0) -> FakeTrial:
+  """Re-rank factory for configs: the proxy score plus noise (a Spearman rho below 1)."""
+  del checkpoint, work_dir
+  return FakeTrial(sleep_s=sleep_s, rerank_noise=noise)

@@ -133,7 +133,10 @@ class Store:
     if not os.path.isdir(folder):
       raise SearchError(f"cannot open the trial store: folder {folder} does not exist")
     try:
-      self._db = sqlite3.connect(path, timeout=60.0, isolation_level=None)
+      # check_same_thread=False: Ray Tune may call the searcher from another thread than
+      # the one that opened the store; calls never overlap (the driver is sequential).
+      self._db = sqlite3.connect(path, timeout=60.0, isolation_level=None,
+                                 check_same_thread=False)
       self._db.row_factory = sqlite3.Row
       self._db.execute("PRAGMA journal_mode=WAL")
       self._db.execute("PRAGMA synchronous=FULL")
@@ -279,6 +282,21 @@ class Store:
                      ("interrupted (the search driver stopped); re-run", row["id"]))
           requeued.append(row["id"])
     return requeued, failed
+
+  def requeue_failed(self) -> list[int]:
+    """failed -> pending with fresh attempts (after fixing what made them fail)."""
+    with self.transaction() as db:
+      ids = [r["id"] for r in db.execute("SELECT id FROM trials WHERE status = 'failed' "
+                                         "ORDER BY id").fetchall()]
+      db.execute("UPDATE trials SET status = 'pending', attempts = 0, finished = NULL "
+                 "WHERE status = 'failed'")
+    return ids
+
+  def annotate_error(self, trial_id: int, error: str) -> None:
+    """Replaces the error text of a trial's last failed attempt with a better one."""
+    with self.transaction() as db:
+      db.execute("UPDATE trials SET error = ? WHERE id = ? AND status IN ('pending', 'failed')",
+                 (error, trial_id))
 
   def set_rerank(self, trial_id: int, score: Optional[float], record: dict) -> None:
     with self.transaction() as db:

@@ -76,20 +76,48 @@ def describe_exception(error: BaseException) -> str:
 
 
 _APPLIED_GIN: set[str] = set()
+_LOGGING_READY = False
 
 
-def prepare_worker(payload: WorkerPayload) -> None:
-  """Applies the driver's gin config once per worker process (idempotent)."""
-  if not payload.gin_config:
+def setup_child_logging() -> None:
+  """absl INFO lines on stderr in a worker or stage subprocess (no app.run there), so that
+  a long stage (pretraining, caching, a trial) shows its progress in the driver's output."""
+  global _LOGGING_READY
+  if _LOGGING_READY:
     return
-  key = hashlib.sha256(payload.gin_config.encode()).hexdigest()
+  from absl import flags, logging  # pylint: disable=import-outside-toplevel
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+  logging.use_absl_handler()
+  logging.set_verbosity(logging.INFO)
+  _LOGGING_READY = True
+
+
+def apply_gin(fn, gin_config: str) -> None:
+  """Applies the driver's gin config in this process, once (idempotent).
+
+  A callable with a `load()` method (stages.LazyFunction) is loaded first, so that the gin
+  configurables of the code it calls are registered before the config is parsed; bindings
+  for configurables this process never imports are skipped.
+  """
+  setup_child_logging()
+  load = getattr(fn, "load", None)
+  if callable(load):
+    load()
+  if not gin_config:
+    return
+  key = hashlib.sha256(gin_config.encode()).hexdigest()
   if key in _APPLIED_GIN:
     return
   import gin  # pylint: disable=import-outside-toplevel
   gin.clear_config()
-  gin.parse_config(payload.gin_config, skip_unknown=True)
+  gin.parse_config(gin_config, skip_unknown=True)
   _APPLIED_GIN.clear()
   _APPLIED_GIN.add(key)
+
+
+def prepare_worker(payload: WorkerPayload) -> None:
+  apply_gin(payload.trial_fn, payload.gin_config)
 
 
 def execute(payload: WorkerPayload, cell_json: str) -> tuple[dict, float]:

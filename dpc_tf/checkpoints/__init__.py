@@ -1,0 +1,14 @@
+"""Released TF1 DeepLab checkpoints -> dpc_tf models.
+
+`convert_checkpoint(...)` (CLI: tools/convert_deeplab_checkpoint.py) writes a converted
+folder; `load_converted_weights(model, folder)` loads it into a dpc_tf model (see
+converted.py for the folder format); `tf1_mapping` names the TF1 variable of every weight.
+"""
+
+from dpc_tf.checkpoints.converted import (CONFIG_FILE, MAPPING_FILE, WEIGHTS_FILE,
+                                          ConvertedWeightsError, load_converted_weights,
+                                          read_model_config, read_weights)
+from dpc_tf.checkpoints.convert import (ConversionError, ConversionReport, convert_checkpoint,
+                                        skip_reason)
+from dpc_tf.checkpoints.tf1_names import PARTS, tf1_mapping, weight_keys
+from dpc_tf.checkpoints.tf1_writer import write_tf1_checkpoint

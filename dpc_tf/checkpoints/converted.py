@@ -1,0 +1,129 @@
+"""The converted-weights folder and `load_converted_weights`, which train/evaluate call.
+
+A converted folder DIR holds:
+  DIR/weights.h5        one float32 dataset per Keras weight, at its weight key
+                        ("backbone/layer_1/conv/kernel", "head/branch0/depthwise/kernel",
+                        "logits/bias", ...: see tf1_names.weight_keys), each with attribute
+                        tf1_name; root attributes format and version.
+  DIR/model_config.json {"format": ..., "version": 1, "build_args": build_deeplab kwargs
+                        (backbone, head, cell, decoder_output_stride, num_classes,
+                        depth_multiplier), "parts": parts stored, "source": {...}}
+  DIR/mapping.json      {"weights": {key: TF1 name}, "skipped": {TF1 name: reason},
+                        "unused": [TF1 names in the checkpoint the model has no use for]}
+Keys, not Keras' own .weights.h5 layout, so that a part (e.g. the backbone, or the head for
+a proxy model) loads into any model that has that part, and logits can be left out when
+num_classes differs. Output stride, crop size and multi_grid do not change any weight:
+build with whatever the run needs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Iterable, Optional
+
+import h5py
+import keras
+import numpy as np
+
+from dpc_tf.checkpoints.tf1_names import PARTS, weight_keys
+
+WEIGHTS_FILE = "weights.h5"
+CONFIG_FILE = "model_config.json"
+MAPPING_FILE = "mapping.json"
+FORMAT = "dpc_tf-converted-weights"
+VERSION = 1
+
+
+class ConvertedWeightsError(ValueError):
+  """A converted folder does not fit the model; the message names the weights."""
+
+
+def _part(key: str) -> str:
+  return key.split("/", 1)[0]
+
+
+def write_weights(path: str, arrays: dict[str, np.ndarray], tf1_names: dict[str, str]) -> None:
+  """Writes weights.h5 (not atomically by itself: the converter writes a whole temporary
+  folder and renames it)."""
+  with h5py.File(path, "w") as f:
+    f.attrs["format"] = FORMAT
+    f.attrs["version"] = VERSION
+    for key, value in arrays.items():
+      dataset = f.create_dataset(key, data=np.asarray(value, np.float32))
+      dataset.attrs["tf1_name"] = tf1_names.get(key, "")
+
+
+def read_weights(directory: str) -> dict[str, np.ndarray]:
+  path = os.path.join(directory, WEIGHTS_FILE)
+  if not os.path.isfile(path):
+    raise ConvertedWeightsError(f"no {WEIGHTS_FILE} in {directory}: not a converted-weights "
+                                f"folder (see tools/convert_deeplab_checkpoint.py)")
+  arrays = {}
+  with h5py.File(path, "r") as f:
+    if f.attrs.get("format") != FORMAT or int(f.attrs.get("version", -1)) != VERSION:
+      raise ConvertedWeightsError(f"{path} is not a version-{VERSION} {FORMAT} file")
+    f.visititems(lambda name, obj: arrays.__setitem__(name, obj[()])
+                 if isinstance(obj, h5py.Dataset) else None)
+  return arrays
+
+
+def read_model_config(directory: str) -> dict:
+  """The model_config.json of a converted folder: `build_deeplab(**cfg["build_args"])`
+  rebuilds the converted model (add crop_size / output_stride as the run needs)."""
+  with open(os.path.join(directory, CONFIG_FILE)) as f:
+    return json.load(f)
+
+
+def _names(keys: Iterable[str], limit: int = 5) -> str:
+  keys = sorted(keys)
+  more = f" (+{len(keys) - limit} more)" if len(keys) > limit else ""
+  return ", ".join(keys[:limit]) + more
+
+
+def load_converted_weights(model: keras.Model, directory: str, skip_logits: bool = False,
+                           parts: Optional[Iterable[str]] = None) -> list[str]:
+  """Loads a converted folder into `model` part by part; returns the parts loaded.
+
+  parts: which of backbone/head/decoder/logits to load; default every part the folder
+  holds (a --backbone_only conversion holds only "backbone", leaving the heads fresh).
+  skip_logits: leave the logits fresh (a model with a different num_classes). A part is
+  loaded only whole: its weights in the model and in the folder must match key for key
+  and shape for shape, or nothing is loaded and ConvertedWeightsError names the weights.
+  """
+  arrays = read_weights(directory)
+  stored = sorted({_part(k) for k in arrays})
+  if parts is None:
+    wanted = [p for p in stored if not (skip_logits and p == "logits")]
+  else:
+    wanted = [p for p in parts if not (skip_logits and p == "logits")]
+    unknown = [p for p in wanted if p not in PARTS]
+    if unknown:
+      raise ConvertedWeightsError(f"unknown part(s) {', '.join(unknown)}; parts are "
+                                  f"{', '.join(PARTS)}")
+    absent = [p for p in wanted if p not in stored]
+    if absent:
+      raise ConvertedWeightsError(f"{directory} holds no {', '.join(absent)} weights "
+                                  f"(it holds {', '.join(stored)})")
+  model_keys = weight_keys(model)
+  assignments = []
+  for part in wanted:
+    mine = {k for k in model_keys if _part(k) == part}
+    theirs = {k for k in arrays if _part(k) == part}
+    if not mine:
+      raise ConvertedWeightsError(f"model {model.name} has no '{part}' part to load "
+                                  f"{directory} into; pass parts=[...] to choose")
+    if mine != theirs:
+      raise ConvertedWeightsError(
+          f"'{part}' weights differ between model {model.name} and {directory}: only in the "
+          f"model: {_names(mine - theirs) or '-'}; only converted: {_names(theirs - mine) or '-'}")
+    for key in sorted(mine):
+      variable, value = model_keys[key], arrays[key]
+      if tuple(variable.shape) != value.shape:
+        hint = " (pass skip_logits=True for another num_classes)" if part == "logits" else ""
+        raise ConvertedWeightsError(f"shape mismatch for {key}: model {tuple(variable.shape)} "
+                                    f"vs converted {value.shape}{hint}")
+      assignments.append((variable, value))
+  for variable, value in assignments:
+    variable.assign(value.astype(variable.dtype))
+  return wanted

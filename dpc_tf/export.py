@@ -1,0 +1,34 @@
+"""Exports a SavedModel: `python -m dpc_tf.export --model_dir=DIR --export_dir=OUT`.
+
+The SavedModel's serving_default takes `images` uint8 [N, H, W, 3] and returns `labels`
+int32 [N, H, W] and `probabilities` float32 [N, H, W, C], with the evaluation's scales,
+flip and padding inside (override with `export.*` gin bindings). Without --gin_file the
+operative config saved by training is used.
+"""
+
+from absl import flags, logging
+
+from dpc_tf.training import cli
+
+cli.define_gin_flags("The training run's folder (its newest checkpoint is exported).")
+flags.DEFINE_string("export_dir", None, "Where the SavedModel is written (replaced if it "
+                    "holds one).")
+flags.DEFINE_string("checkpoint", None, "A checkpoint prefix to export instead of the newest.")
+FLAGS = flags.FLAGS
+
+
+def main() -> None:
+  # pylint: disable=import-outside-toplevel
+  from dpc_tf.training import export
+  from dpc_tf.training.config import eval_config, export_config, train_config
+  model_dir = cli.require_flag("model_dir")
+  export_dir = cli.require_flag("export_dir")
+  cli.parse_gin(model_dir, default_to_operative=True)
+  info = export.export_checkpoint(train_config(), eval_config(), export_config(), model_dir,
+                                  export_dir, FLAGS.checkpoint)
+  logging.info("Exported %s", info)
+  print(f"SavedModel written to {info['export_dir']} (step {info['step']})", flush=True)
+
+
+if __name__ == "__main__":
+  cli.run("dpc_tf.export", main)

@@ -1,0 +1,239 @@
+"""The local engine: trials in worker subprocesses on this machine, no extra services.
+
+Each of `workers` slots is a long-lived subprocess (spawned, so it never inherits the driver's
+TensorFlow state or file locks) that receives the trial function once and then one cell at a
+time over a pipe. A trial that raises reports the error; a worker that dies (segfault, OOM
+killer, os._exit) or runs past `trial_timeout_s` is replaced by a fresh process and its
+trial counts one failed attempt; the driver itself never runs trial code, so it survives all
+of these. Workers die with the driver (Linux PR_SET_PDEATHSIG), so a killed driver leaves no
+orphan burning a GPU. With several GPUs, `visible_devices` pins worker i to
+visible_devices[i % n] through CUDA_VISIBLE_DEVICES.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import multiprocessing.connection
+import os
+import pickle
+import signal
+import socket
+import time
+from typing import Optional, Sequence
+
+import gin
+from absl import logging
+
+from dpc_tf.search import trial as trial_lib
+from dpc_tf.search.coordinator import Coordinator
+from dpc_tf.search.errors import SearchError
+from dpc_tf.search.store import Trial
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid: int) -> None:
+  try:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+  except (OSError, AttributeError):
+    pass  # not Linux: workers notice the closed pipe instead
+  if os.getppid() != parent_pid:  # the driver died before prctl took effect
+    os._exit(1)  # pylint: disable=protected-access
+
+
+def _worker_main(conn, payload_bytes: bytes, env: dict, parent_pid: int) -> None:
+  """Worker loop: ('run', id, cell_json) -> ('done', id, record, s) | ('error', id, text, s)."""
+  signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+  _die_with_parent(parent_pid)
+  os.environ.update(env)
+  try:
+    payload, load_error = pickle.loads(payload_bytes), None
+  except Exception as e:  # pylint: disable=broad-except
+    payload, load_error = None, "cannot load the trial function in the worker: " + \
+        trial_lib.describe_exception(e)
+  while True:
+    try:
+      message = conn.recv()
+    except (EOFError, OSError):
+      return
+    if message[0] == "stop":
+      return
+    _, trial_id, cell_json = message
+    if load_error:
+      conn.send(("error", trial_id, load_error, None))
+      continue
+    start = time.perf_counter()
+    try:
+      record, seconds = trial_lib.execute(payload, cell_json)
+      reply = ("done", trial_id, record, seconds)
+      pickle.dumps(reply)  # fail here, as this trial's error, if the record cannot travel
+    except Exception as e:  # pylint: disable=broad-except
+      reply = ("error", trial_id, trial_lib.describe_exception(e), time.perf_counter() - start)
+    conn.send(reply)
+
+
+def _exit_description(code: Optional[int]) -> str:
+  if code is None:
+    return "unknown exit"
+  if code < 0:
+    try:
+      return f"killed by {signal.Signals(-code).name}"
+    except ValueError:
+      return f"killed by signal {-code}"
+  return f"exit code {code}"
+
+
+class _Worker:
+  """One subprocess slot and the trial it is running."""
+
+  def __init__(self, ctx, name: str, payload_bytes: bytes, env: dict):
+    self.name = name
+    self.conn, child = ctx.Pipe()
+    self.process = ctx.Process(target=_worker_main, name=name,
+                               args=(child, payload_bytes, env, os.getpid()))
+    self.process.start()
+    child.close()
+    self.trial: Optional[Trial] = None
+    self.dispatched = 0.0
+    self.trials_run = 0
+
+  def submit(self, trial: Trial) -> None:
+    self.trial, self.dispatched = trial, time.monotonic()
+    self.conn.send(("run", trial.id, trial.cell_json))
+
+  def stop(self, grace_s: float = 2.0) -> None:
+    """Idle: asks it to exit, then kills it after grace_s. Busy or grace_s 0: kills it."""
+    if self.process.is_alive() and self.trial is None and grace_s > 0:
+      try:
+        self.conn.send(("stop",))
+      except (BrokenPipeError, OSError):
+        pass
+      self.process.join(grace_s)
+    if self.process.is_alive():
+      self.process.kill()
+      self.process.join()
+    self.conn.close()
+
+
+class LocalEngine:
+  """Runs a search's trials in `workers` subprocesses on this machine."""
+  name = "local"
+
+  def __init__(self, workers: int = 1, trial_timeout_s: float = 0.0,
+               trials_per_worker: int = 0, visible_devices: Sequence[str] = (),
+               poll_s: float = 1.0):
+    if not isinstance(workers, int) or workers < 1:
+      raise SearchError(f"the local engine needs workers >= 1, got {workers!r}")
+    self.workers = workers
+    self.trial_timeout_s = trial_timeout_s
+    self.trials_per_worker = trials_per_worker
+    self.visible_devices = tuple(str(d) for d in visible_devices)
+    self.poll_s = poll_s
+
+  def _env(self, slot: int) -> dict:
+    if not self.visible_devices:
+      return {}
+    return {"CUDA_VISIBLE_DEVICES": self.visible_devices[slot % len(self.visible_devices)]}
+
+  def close(self) -> None:
+    """Nothing outlives run(): workers are stopped when it returns."""
+
+  def run(self, coordinator: Coordinator, payload: trial_lib.WorkerPayload,
+          work_dir: str = "") -> None:
+    del work_dir  # nothing to keep: the store has it all
+    try:
+      payload_bytes = pickle.dumps(payload)
+    except Exception as e:  # pylint: disable=broad-except
+      raise SearchError(f"the trial function cannot be pickled for the worker processes ({e}); "
+                        "use a module-level function, a functools.partial of one, or an "
+                        "instance of a module-level class") from None
+    ctx = multiprocessing.get_context("spawn")
+    host = socket.gethostname()
+    slots: list[Optional[_Worker]] = [None] * self.workers
+    try:
+      while not coordinator.finished():
+        for i in range(self.workers):
+          if slots[i] is not None and slots[i].trial is not None:
+            continue
+          trial = coordinator.next_trial(worker=f"{host}/local-{i}")
+          if trial is None:
+            break
+          try:
+            if slots[i] is None:
+              slots[i] = _Worker(ctx, f"{host}/local-{i}", payload_bytes, self._env(i))
+            slots[i].submit(trial)
+          except OSError as e:  # the idle worker had died, or no process could start
+            coordinator.release(trial.id)
+            if slots[i] is not None:
+              slots[i].trial = None
+              slots[i].stop()
+              slots[i] = None
+            logging.warning("local worker %d could not take a trial (%s); restarting it", i, e)
+        busy = [w for w in slots if w is not None and w.trial is not None]
+        if not busy:
+          if coordinator.finished():
+            break
+          raise SearchError("internal error: the search has nothing running and nothing to run")
+        multiprocessing.connection.wait([w.conn for w in busy] + [w.process.sentinel for w in busy],
+                                        timeout=self.poll_s)
+        for i, worker in enumerate(slots):
+          if worker is not None and worker.trial is not None and not self._collect(worker, coordinator):
+            worker.stop()
+            slots[i] = None
+    finally:
+      for worker in slots:
+        if worker is None:
+          continue
+        if worker.trial is not None:  # stopped by us (Ctrl-C, SIGTERM, repeated failures)
+          coordinator.release(worker.trial.id)
+          worker.trial = None
+          worker.stop(grace_s=0)
+        else:
+          worker.stop()
+
+  def _collect(self, worker: _Worker, coordinator: Coordinator) -> bool:
+    """Takes the worker's result if any; False when the worker must be replaced."""
+    trial = worker.trial
+    message = None
+    if worker.conn.poll():
+      try:
+        message = worker.conn.recv()
+      except (EOFError, OSError):
+        message = None
+    if message is not None:
+      worker.trial = None
+      worker.trials_run += 1
+      kind, trial_id, body, seconds = message
+      if kind == "done":
+        coordinator.complete(trial_id, body, seconds)
+      else:
+        coordinator.fail(trial_id, body, seconds)
+      return not (self.trials_per_worker and worker.trials_run >= self.trials_per_worker)
+    if not worker.process.is_alive():
+      worker.process.join()
+      worker.trial = None
+      error = (f"the worker process died ({_exit_description(worker.process.exitcode)}) while "
+               f"running the trial")
+      logging.warning("%s: %s", worker.name, error)
+      coordinator.fail(trial.id, error)
+      return False
+    elapsed = time.monotonic() - worker.dispatched
+    if self.trial_timeout_s and elapsed > self.trial_timeout_s:
+      worker.process.kill()
+      worker.process.join()
+      worker.trial = None
+      coordinator.fail(trial.id, f"timed out after {elapsed:.0f} s (trial_timeout_s="
+                                 f"{self.trial_timeout_s:g})", elapsed)
+      return False
+    return True
+
+
+@gin.configurable("local_engine")
+def make_local_engine(workers: int = 1, trial_timeout_s: float = 0.0,
+                      trials_per_worker: int = 0,
+                      visible_devices: Sequence[str] = ()) -> LocalEngine:
+  """The local engine as configured. trials_per_worker > 0 recycles workers (leaky trials)."""
+  return LocalEngine(workers=workers, trial_timeout_s=trial_timeout_s,
+                     trials_per_worker=trials_per_worker, visible_devices=visible_devices)

@@ -1,0 +1,76 @@
+"""Which config made a search_dir, so that a resumed search is the same search.
+
+The identity is the gin config text (every binding the user's files and --gin_bindings made,
+one normalized line per binding, sorted) minus the bindings that only say how or how long to
+run: the budget, the engine and its workers, output intervals. Resuming with a larger
+--budget or another engine is fine; resuming with another seed, space, proxy setting or
+dataset is refused with one line naming what changed, because the trials already in the
+store would silently mean something else.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import Iterable
+
+from dpc_tf.search.errors import SearchError
+from dpc_tf.search.store import Store
+
+EXEMPT = (
+    "search_algorithm.budget",
+    "search_pipeline.engine",
+    "search_pipeline.rerank_top_k",
+    "search_pipeline.num_best_cells",
+    "search_pipeline.results_interval_s",
+    "search_pipeline.progress_interval_s",
+    "search_pipeline.plots",
+    "local_engine.*",
+    "ray_engine.*",
+)
+_META_KEY = "config_identity"
+
+
+def binding_lines(config_text: str) -> list[str]:
+  """One line per statement of gin.config_str() output (continuations joined), no comments."""
+  lines: list[str] = []
+  for raw in config_text.splitlines():
+    stripped = raw.strip()
+    if not stripped or stripped.startswith("#"):
+      continue
+    if raw[:1].isspace() and lines:
+      lines[-1] += " " + stripped
+    else:
+      lines.append(stripped)
+  return lines
+
+
+def _key(line: str) -> str:
+  return line.split("=", 1)[0].strip()
+
+
+def identity_lines(config_text: str, exempt: Iterable[str] = EXEMPT) -> list[str]:
+  patterns = tuple(exempt)
+  return sorted(line for line in binding_lines(config_text)
+                if not any(fnmatch.fnmatchcase(_key(line).split("/")[-1], p) for p in patterns))
+
+
+def check_identity(store: Store, config_text: str, search_dir: str) -> None:
+  """Records the identity in a store without trials, or refuses one made by another config."""
+  wanted = identity_lines(config_text)
+  found = store.get_meta(_META_KEY)
+  if found is None or store.num_trials() == 0:  # nothing depends on the old config yet
+    store.set_meta(_META_KEY, "\n".join(wanted))
+    return
+  found_lines = found.split("\n") if found else []
+  if found_lines == wanted:
+    return
+  found_by_key = {_key(l): l for l in found_lines}
+  wanted_by_key = {_key(l): l for l in wanted}
+  changes = []
+  for key in sorted(set(found_by_key) | set(wanted_by_key)):
+    before, after = found_by_key.get(key), wanted_by_key.get(key)
+    if before != after:
+      changes.append(f"{before or key + ' unset'} -> {after or 'unset'}")
+  shown = "; ".join(changes[:3]) + (f" (+{len(changes) - 3} more)" if len(changes) > 3 else "")
+  raise SearchError(f"--search_dir {search_dir} was made by a different config ({shown}); "
+                    f"use a new --search_dir or the original config")

@@ -1,0 +1,307 @@
+"""The search pipeline, as explicit stages over one search_dir.
+
+    (a) backbone   make sure the backbone checkpoint exists (train one if configured)
+    (b) cache      build or reuse the feature cache of the backbone
+    (c) search     the proxy search: RandomSearch + Coordinator + an engine, DIR/trials.sqlite
+    (d) rerank     the top-K proxy cells trained end to end, DIR/rerank.sqlite
+    (e) outputs    DIR/results.csv, DIR/best_cells/rank_N.json, DIR/plots/*.png, summary.json
+
+Every stage is resumable: (a) and (b) skip what exists, (c) and (d) continue from their
+stores, (e) is regenerated from the stores. So a killed search is resumed by running the
+same command again. (a) and (b) run together in a one-off subprocess and trials in engine
+workers, so the driver never runs TensorFlow nor holds GPU memory the workers need (it
+imports TensorFlow only when the config binds proxy or training settings, to parse them).
+
+DIR/.driver.lock (flock) keeps a second driver off a search_dir; DIR/config.gin keeps the
+config that created it, and its identity (identity.py) is checked on every start.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import dataclasses
+import fcntl
+import multiprocessing
+import os
+import socket
+from typing import Callable, Optional
+
+import gin
+from absl import logging
+
+from dpc_tf.search import fake_trial  # pylint: disable=unused-import  (registers fake_trial)
+from dpc_tf.search import identity, plots, rerank, results, stages
+from dpc_tf.search.algorithm import make_algorithm
+from dpc_tf.search.coordinator import Coordinator
+from dpc_tf.search.engines import ENGINES, make_engine
+from dpc_tf.search.errors import SearchError
+from dpc_tf.search.progress import Progress
+from dpc_tf.search.store import Store
+from dpc_tf.search.trial import TrialFn, WorkerPayload, apply_gin
+from dpc_tf.utils.files import write_json_atomic, write_text_atomic
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineSettings:
+  engine: str = "local"
+  metric: str = "miou"
+  max_attempts: int = 2
+  max_consecutive_failures: int = 10
+  trial_factory: Callable[[Optional[str]], TrialFn] = stages.proxy_trial
+  rerank_top_k: int = 0
+  rerank_factory: Optional[Callable[[Optional[str], str], TrialFn]] = None
+  num_best_cells: int = 10
+  results_interval_s: float = 0.0
+  progress_interval_s: float = 10.0
+  plots: bool = True
+
+
+@gin.configurable("search_pipeline")
+def pipeline_settings(**kwargs) -> PipelineSettings:
+  """Gin surface of the pipeline; see PipelineSettings for the fields and defaults.
+
+  trial_factory(cache_dir) -> the proxy trial (default: proxy_trial, the real proxy);
+  rerank_factory(checkpoint, work_dir) -> the end-to-end trial, needed when rerank_top_k > 0;
+  max_attempts: dispatches per trial before it is 'failed' (and counted in the budget);
+  results_interval_s: minimum seconds between results.csv rewrites (0: after every trial).
+  """
+  known = {f.name for f in dataclasses.fields(PipelineSettings)}
+  unknown = sorted(set(kwargs) - known)
+  if unknown:
+    raise SearchError(f"unknown search_pipeline setting(s) {', '.join(unknown)}")
+  return PipelineSettings(**kwargs)
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchPaths:
+  """Where everything of a search lives, under one folder."""
+  root: str
+
+  @property
+  def store(self) -> str:
+    return os.path.join(self.root, "trials.sqlite")
+
+  @property
+  def rerank_store(self) -> str:
+    return os.path.join(self.root, "rerank.sqlite")
+
+  @property
+  def results_csv(self) -> str:
+    return os.path.join(self.root, "results.csv")
+
+  @property
+  def best_cells(self) -> str:
+    return os.path.join(self.root, "best_cells")
+
+  @property
+  def plots(self) -> str:
+    return os.path.join(self.root, "plots")
+
+  @property
+  def config(self) -> str:
+    return os.path.join(self.root, "config.gin")
+
+  @property
+  def summary(self) -> str:
+    return os.path.join(self.root, "summary.json")
+
+  @property
+  def lock(self) -> str:
+    return os.path.join(self.root, ".driver.lock")
+
+
+@contextlib.contextmanager
+def driver_lock(path: str):
+  """Exclusive use of a search_dir by one driver; released by the kernel if it dies."""
+  with open(path, "a+") as handle:
+    try:
+      fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      handle.seek(0)
+      owner = handle.read().strip() or "unknown"
+      raise SearchError(f"another search driver ({owner}) is using {os.path.dirname(path)}; "
+                        "wait for it or stop it") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+    handle.flush()
+    yield
+
+
+def _call_with_gin(fn, gin_config: str, *args):
+  apply_gin(fn, gin_config)
+  return fn(*args)
+
+
+def run_isolated(fn, gin_config: str, *args, what: str = "a pipeline stage"):
+  """fn(*args) in a fresh spawned process with the driver's gin config (TF stays out of here)."""
+  ctx = multiprocessing.get_context("spawn")
+  with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
+    try:
+      return pool.submit(_call_with_gin, fn, gin_config, *args).result()
+    except SearchError:
+      raise
+    except concurrent.futures.process.BrokenProcessPool:
+      raise SearchError(f"{what} died (its process was killed or crashed)") from None
+    except Exception as e:  # pylint: disable=broad-except
+      logging.exception("%s failed", what)
+      first = (str(e).strip().splitlines() or [""])[0]
+      raise SearchError(f"{what} failed: {type(e).__name__}: {first}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class _PrepareBackboneAndCache:
+  """Stages (a) and (b) in one subprocess (one TensorFlow start instead of two)."""
+  checkpoint: Optional[str]
+  maker: Optional[stages.LazyFunction]
+  builder: Optional[stages.LazyFunction]
+
+  def load(self) -> None:  # registers both targets' gin configurables before gin is applied
+    for fn in (self.maker, self.builder):
+      if fn is not None:
+        fn.load()
+
+  def __call__(self) -> Optional[str]:
+    checkpoint = self.maker() if self.maker is not None else self.checkpoint
+    if checkpoint is not None and not stages.checkpoint_exists(checkpoint):
+      raise SearchError(f"stage (a) returned {checkpoint}, which does not exist")
+    if self.builder is not None:
+      builder = self.builder.with_defaults(checkpoint=checkpoint) if checkpoint else self.builder
+      builder()
+    return checkpoint
+
+
+def prepare_backbone_and_cache(gin_config: str, search_dir: str
+                               ) -> tuple[Optional[str], Optional[str]]:
+  """(a) + (b): (backbone checkpoint or None, complete feature cache folder or None)."""
+  checkpoint, maker = stages.backbone_stage()
+  cache_dir, builder = stages.cache_stage(search_dir)
+  if maker is not None or builder is not None:
+    logging.info("stage (a): %s; stage (b): %s",
+                 f"the backbone from {maker.target}" if maker else f"backbone {checkpoint}",
+                 f"building the feature cache {cache_dir}" if builder else
+                 f"reusing the feature cache {cache_dir}" if cache_dir else "no feature cache")
+    checkpoint = run_isolated(_PrepareBackboneAndCache(checkpoint, maker, builder), gin_config,
+                              what="stages (a)/(b), backbone checkpoint and feature cache")
+  if builder is not None and not stages.cache_complete(cache_dir):
+    raise SearchError(f"stage (b) finished but the cache {cache_dir} is still incomplete")
+  logging.info("stages (a)/(b): backbone checkpoint %s, feature cache %s", checkpoint, cache_dir)
+  return checkpoint, cache_dir
+
+
+def run_trials(label: str, store: Store, algorithm, engine, payload: WorkerPayload,
+               settings: PipelineSettings, work_dir: str, csv_path: Optional[str] = None,
+               retry_failed: bool = False) -> Coordinator:
+  """Runs a store's trials to its budget with the engine: stage (c), and (d) with a fixed list."""
+  if retry_failed:
+    requeued = store.requeue_failed()
+    if requeued:
+      logging.info("%s: --retry_failed: %d failed trial(s) requeued %s", label, len(requeued),
+                   requeued)
+  progress = Progress(algorithm.budget, settings.progress_interval_s, settings.metric, label=label)
+  listeners = [progress]
+  writer = None
+  if csv_path:
+    writer = results.ResultsWriter(csv_path, settings.results_interval_s)
+    listeners.append(writer)
+  coordinator = Coordinator(store, algorithm, max_attempts=settings.max_attempts,
+                            metric=settings.metric,
+                            max_consecutive_failures=settings.max_consecutive_failures,
+                            listeners=tuple(listeners))
+  if coordinator.requeued or coordinator.lost:
+    logging.info("%s: resumed; %d interrupted trial(s) requeued %s, %d on their last attempt "
+                 "marked failed %s", label, len(coordinator.requeued), coordinator.requeued,
+                 len(coordinator.lost), coordinator.lost)
+  counts = coordinator.counts()
+  if coordinator.finished():
+    logging.info("%s: complete, %d done and %d failed of budget %d", label, counts["done"],
+                 counts["failed"], algorithm.budget)
+  else:
+    logging.info("%s: %d/%d finished, running the rest on the %s engine", label,
+                 counts["done"] + counts["failed"], algorithm.budget, engine.name)
+    progress.begin(counts)
+    try:
+      engine.run(coordinator, payload, work_dir)
+    finally:
+      if writer is not None:
+        writer.write(store)
+  coordinator.raise_if_stopped()
+  return coordinator
+
+
+def stage_rerank(store: Store, checkpoint: Optional[str], engine, settings: PipelineSettings,
+                 paths: SearchPaths, gin_config: str, retry_failed: bool = False) -> int:
+  """(d) Re-ranks the top-K proxy cells end to end; returns how many have a re-rank score."""
+  if settings.rerank_top_k <= 0:
+    return 0
+  if settings.rerank_factory is None:
+    raise SearchError("search_pipeline.rerank_top_k > 0 needs search_pipeline.rerank_factory "
+                      "(e.g. @rerank_trial)")
+  candidates = rerank.rerank_candidates(store, settings.rerank_top_k)
+  with Store(paths.rerank_store) as rerank_store:
+    rerank.check_rerank_store(rerank_store, candidates)
+    trial_fn = settings.rerank_factory(checkpoint, os.path.join(paths.root, "rerank_models"))
+    payload = WorkerPayload(trial_fn, gin_config, settings.metric)
+    run_trials("rerank", rerank_store, rerank.FixedCells(candidates), engine, payload,
+               settings, paths.root, retry_failed=retry_failed)
+    return rerank.copy_rerank_scores(rerank_store, store)
+
+
+def stage_outputs(store: Store, settings: PipelineSettings, paths: SearchPaths) -> dict:
+  """(e) results.csv, best_cells/rank_N.json, plots, summary.json."""
+  results.write_results_csv(store, paths.results_csv)
+  best = results.write_best_cells(store, paths.best_cells, settings.num_best_cells)
+  written = plots.write_plots(store, paths.plots, settings.metric) if settings.plots else {}
+  ranked = results.ranking(store)
+  summary = {
+      "counts": store.counts(),
+      "best": None if not ranked else {
+          "trial_id": ranked[0].id, "cell": ranked[0].cell_text,
+          "cell_json": ranked[0].cell.to_json(), "proxy_score": ranked[0].score,
+          "rerank_score": ranked[0].rerank_score},
+      "reranked": sum(1 for t in ranked if t.rerank_score is not None),
+      "results_csv": paths.results_csv, "best_cells": best,
+      "plots": {k: v for k, v in written.items() if k != "spearman_rho"},
+      "spearman_rho": written.get("spearman_rho"),
+  }
+  write_json_atomic(paths.summary, summary)
+  return summary
+
+
+def run_pipeline(search_dir: str, budget: Optional[int] = None, engine: Optional[str] = None,
+                 workers: Optional[int] = None, retry_failed: bool = False) -> dict:
+  """The whole pipeline under the current (parsed) gin config; returns summary.json's dict.
+
+  retry_failed: give failed trials (of the search and of the re-rank) a fresh set of
+  attempts, e.g. after fixing the bug that made them fail.
+  """
+  if not search_dir:
+    raise SearchError("--search_dir is required")
+  settings = pipeline_settings()
+  engine_name = engine or settings.engine
+  if engine_name not in ENGINES:
+    raise SearchError(f"unknown engine {engine_name!r}; choose one of: {', '.join(ENGINES)}")
+  if workers is not None and workers < 1:
+    raise SearchError(f"--workers must be >= 1, got {workers}")
+  algorithm = make_algorithm(budget=budget) if budget is not None else make_algorithm()
+  gin_config = gin.config_str()
+  engine_obj = make_engine(engine_name, workers)
+  paths = SearchPaths(os.path.abspath(search_dir))
+  os.makedirs(paths.root, exist_ok=True)
+  with driver_lock(paths.lock), Store(paths.store) as store:
+    identity.check_identity(store, gin_config, search_dir)
+    if store.num_trials() == 0 or not os.path.exists(paths.config):
+      write_text_atomic(paths.config, gin_config)  # the config that made the trials
+    checkpoint, cache_dir = prepare_backbone_and_cache(gin_config, paths.root)
+    payload = WorkerPayload(settings.trial_factory(cache_dir), gin_config, settings.metric)
+    try:
+      run_trials("search", store, algorithm, engine_obj, payload, settings, paths.root,
+                 csv_path=paths.results_csv, retry_failed=retry_failed)
+      stage_rerank(store, checkpoint, engine_obj, settings, paths, gin_config, retry_failed)
+    finally:
+      engine_obj.close()
+    summary = stage_outputs(store, settings, paths)
+  best = summary["best"]
+  logging.info("search done: best %s", best["cell"] if best else "-")
+  return summary

@@ -1,0 +1,96 @@
+"""What a search leaves for people: DIR/results.csv and DIR/best_cells/rank_N.json.
+
+results.csv has one row per finished trial (done or failed), in trial order, and is
+rewritten atomically (never half a file) as trials finish: after every one when
+`min_interval_s` is 0, else at most once per interval and always at the end, since with
+tens of thousands of trials a rewrite per trial costs more than it tells. The store is the
+source of truth; these files can be regenerated from it at any time.
+
+Ranking for best_cells: trials with a re-rank score first (by that score), then the rest by
+proxy score, ties to the earlier trial. rank_1.json is the winner, in the released format.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import time
+from typing import Optional
+
+from dpc_tf.search.store import Store, Trial
+from dpc_tf.utils.files import write_text_atomic
+
+COLUMNS = ("trial_id", "cell", "status", "proxy_miou", "branch_params", "branch_madds",
+           "seconds", "rerank_miou", "attempts", "origin", "parent", "fingerprint", "error")
+
+
+def _number(value) -> str:
+  if value is None:
+    return ""
+  if isinstance(value, float):
+    return f"{value:.6g}"
+  return str(value)
+
+
+def trial_row(trial: Trial) -> dict:
+  record = trial.record or {}
+  error = trial.error.splitlines()[0] if trial.error and trial.status != "done" else ""
+  return {"trial_id": trial.id, "cell": trial.cell_text, "status": trial.status,
+          "proxy_miou": _number(trial.score), "branch_params": _number(record.get("branch_params")),
+          "branch_madds": _number(record.get("branch_madds")), "seconds": _number(trial.seconds),
+          "rerank_miou": _number(trial.rerank_score), "attempts": trial.attempts,
+          "origin": trial.origin, "parent": _number(trial.parent),
+          "fingerprint": trial.fingerprint, "error": error}
+
+
+def results_csv_text(store: Store) -> str:
+  buffer = io.StringIO()
+  writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+  writer.writeheader()
+  for trial in store.trials("done", "failed"):
+    writer.writerow(trial_row(trial))
+  return buffer.getvalue()
+
+
+def write_results_csv(store: Store, path: str) -> None:
+  write_text_atomic(path, results_csv_text(store))
+
+
+def ranking(store: Store) -> list[Trial]:
+  """Done trials with a score, best first: re-ranked ones first, then by proxy score."""
+  scored = [t for t in store.trials("done") if t.score is not None or t.rerank_score is not None]
+  def key(t: Trial):
+    if t.rerank_score is not None:
+      return (0, -t.rerank_score, t.id)
+    return (1, -(t.score if t.score is not None else float("-inf")), t.id)
+  return sorted(scored, key=key)
+
+
+def write_best_cells(store: Store, folder: str, count: int) -> list[str]:
+  """rank_1.json ... rank_N.json in the released JSON format; returns the paths."""
+  paths = []
+  for rank, trial in enumerate(ranking(store)[:count], start=1):
+    path = os.path.join(folder, f"rank_{rank}.json")
+    trial.cell.save(path)
+    paths.append(path)
+  return paths
+
+
+class ResultsWriter:
+  """Coordinator listener that keeps DIR/results.csv current."""
+
+  def __init__(self, path: str, min_interval_s: float = 0.0):
+    self.path = path
+    self.min_interval_s = min_interval_s
+    self._last = -float("inf")
+
+  def write(self, store: Store) -> None:
+    write_results_csv(store, self.path)
+    self._last = time.monotonic()
+
+  def __call__(self, coordinator, trial: Optional[Trial]) -> None:
+    if trial is not None and trial.status == "pending":
+      return  # a failed attempt that will be retried: not finished, not in the CSV
+    if time.monotonic() - self._last >= self.min_interval_s or coordinator.finished():
+      self.write(coordinator.store)

@@ -1,0 +1,64 @@
+"""Building the DeepLab model a run trains, evaluates or exports, and initialising it.
+
+The model's architecture comes from the gin bindings of `deeplab_model` (dpc_tf.models);
+the number of classes and the crop (which fixes pyramid-pooling kernels) come from the
+dataset and the training config, and a per-trial cell can be forced explicitly. Training,
+evaluation and export all call `build_model` with the same training config, so they build
+the same model.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import keras
+from absl import logging
+
+from dpc_tf import checkpoints, models, search_space
+from dpc_tf.training.errors import UserError
+
+
+def build_model(num_classes: int, crop_size: Sequence[int], cell=None,
+                overrides: Optional[dict] = None) -> keras.Model:
+  """`deeplab_model(num_classes, crop_size, [cell], **overrides)` with gin bindings applied.
+
+  cell: a search_space.Cell, its JSON or text, or None for the configured (or released)
+  cell. Explicit arguments win over gin bindings.
+  """
+  kwargs = {"num_classes": int(num_classes), "crop_size": tuple(crop_size)}
+  if cell is not None:
+    kwargs["cell"] = cell
+  kwargs.update(overrides or {})
+  try:
+    return models.deeplab_model(**kwargs)
+  except (ValueError, TypeError, search_space.CellError) as e:
+    raise UserError(f"cannot build the model: {' '.join(str(e).split())}") from None
+
+
+def configure_batch_norm(model: keras.Model, trainable: bool = True,
+                         momentum: Optional[float] = None) -> int:
+  """Freezes (trainable=False: inference-mode BN) or re-momentums every BN layer of model;
+  returns how many there are. Call before the optimizer collects trainable variables."""
+  layers = [layer for layer in model._flatten_layers(include_self=False, recursive=True)  # pylint: disable=protected-access
+            if isinstance(layer, keras.layers.BatchNormalization)]
+  for layer in layers:
+    if not trainable:
+      layer.trainable = False
+    if momentum is not None:
+      layer.momentum = float(momentum)
+  return len(layers)
+
+
+def initialize_from_converted(model: keras.Model, directory: str, initialize_last_layer: bool,
+                              parts: Optional[Sequence[str]] = None) -> list[str]:
+  """Loads converted TF1 weights (dpc_tf.checkpoints); logs and returns the parts loaded."""
+  try:
+    loaded = checkpoints.load_converted_weights(
+        model, directory, skip_logits=not initialize_last_layer,
+        parts=None if parts is None else list(parts))
+  except (checkpoints.ConvertedWeightsError, OSError) as e:
+    raise UserError(f"cannot initialise from {directory}: {' '.join(str(e).split())}") \
+        from None
+  logging.info("Initialised %s from converted weights %s%s", ", ".join(loaded), directory,
+               "" if initialize_last_layer else " (logits left fresh)")
+  return loaded

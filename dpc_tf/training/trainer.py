@@ -1,0 +1,258 @@
+"""The custom training loop on tf.distribute: build, resume, step, log, checkpoint, guard.
+
+One `train_step` call is one optimizer step on the global batch:
+
+  replica r:  n = all-reduced valid pixels (labels only)  ->  forward + backward of
+              sum_r(CE) / n + L2 / R  (losses.py)  ->  gradient multipliers  ->
+              optimizer.apply_gradients (Keras all-reduces, i.e. sums, over replicas)
+  host:       step += 1; loss, confusion counts and the finiteness of the gradients are
+              reduced over replicas and read back.
+
+A NaN/Inf loss (or, without loss scaling, a non-finite gradient) stops the run *before*
+anything is saved, with NonFiniteLossError naming the step and the last good checkpoint;
+the weights in memory are discarded with the process. Under float16 loss scaling,
+non-finite gradients are expected now and then: the LossScaleOptimizer skips them itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from typing import Callable, Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from dpc_tf import models
+from dpc_tf.training import checkpointing, inputs, losses, modeling, optimizer as optim
+from dpc_tf.training import strategy as strategy_lib, summaries
+from dpc_tf.training.config import TrainConfig
+from dpc_tf.training.errors import NonFiniteLossError
+from dpc_tf.training.gin_utils import save_operative_config
+from dpc_tf.training.progress import ProgressMeter
+
+ModelFn = Callable[[], keras.Model]
+
+
+@dataclasses.dataclass
+class TrainResult:
+  """What a finished (or already complete) run reports."""
+  step: int
+  loss: Optional[float]
+  train_miou: Optional[float]
+  seconds: float
+  steps_per_second: Optional[float]
+  checkpoint: Optional[str]
+  resumed_from: Optional[int]
+
+  def as_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+
+class Trainer:
+  """Trains the model of `config` in `model_dir` (see the module docstring).
+
+  Args:
+    config: the run's TrainConfig.
+    model_dir: checkpoints, summaries and the operative gin config go here; a checkpoint
+      already there is resumed.
+    strategy: a tf.distribute strategy; built from config.strategy when None.
+    cell: forces the DPC cell (a search trial); otherwise gin / the released cell.
+    model_overrides: extra explicit `deeplab_model` arguments.
+    model_fn: builds the model instead of dpc_tf.models (tests, custom models); called
+      inside strategy.scope() and the dtype policy.
+    step_callback: called after every step with (step, {"loss", "cross_entropy",
+      "regularization", "learning_rate"}) as Python floats (progress reporting, tests).
+  """
+
+  def __init__(self, config: TrainConfig, model_dir: str,
+               strategy: Optional[tf.distribute.Strategy] = None, cell=None,
+               model_overrides: Optional[dict] = None, model_fn: Optional[ModelFn] = None,
+               step_callback: Optional[Callable[[int, dict], None]] = None):
+    self.config = config
+    self.step_callback = step_callback
+    self.model_dir = model_dir
+    self.spec = inputs.get_spec(config.dataset)
+    self.crop = inputs.train_crop(config)
+    self.strategy = strategy or strategy_lib.make_strategy(config.strategy, config.tpu)
+    self.chief = strategy_lib.is_chief(self.strategy)
+    self.cell = cell
+    self.model_overrides = dict(model_overrides or {})
+    self.custom_model = model_fn is not None
+    self.num_classes = self.spec.num_classes
+    os.makedirs(model_dir, exist_ok=True)
+    with optim.dtype_policy(config.mixed_precision), self.strategy.scope():
+      self.model = model_fn() if model_fn else modeling.build_model(
+          self.num_classes, self.crop, cell, model_overrides)
+      modeling.configure_batch_norm(self.model, config.fine_tune_batch_norm, config.bn_momentum)
+      self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
+                              aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+      self.schedule = optim.learning_rate_schedule(config)
+      self.variables = list(self.model.trainable_variables)
+      self.optimizer = optim.build_optimizer(
+          config, lambda: self.schedule(self.step), self.variables)
+    self.loss_scaling = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
+    self.multipliers = optim.gradient_multipliers(
+        self.variables, config.last_layers, config.last_layer_gradient_multiplier,
+        config.bias_gradient_multiplier)
+    self.keeper = checkpointing.CheckpointKeeper(
+        model_dir, self.strategy, config.keep_checkpoints, model=self.model,
+        optimizer=self.optimizer, step=self.step)
+    self._train_step = self._make_train_step()
+    self._predict_step = tf.function(self._predict_replica)
+
+  # ---- the step functions ----------------------------------------------------------------
+
+  def _gradients(self, images, labels, global_valid):
+    """Forward + backward of this replica's share of the loss (no collectives here)."""
+    with tf.GradientTape() as tape:
+      logits = self.model(images, training=True)
+      regularization = losses.regularization_loss(self.model.losses)
+      total, data_loss = losses.replica_loss(labels, logits, regularization, global_valid,
+                                             self.strategy.num_replicas_in_sync)
+      scaled = self.optimizer.scale_loss(total) if self.loss_scaling else total
+    gradients = tape.gradient(scaled, self.variables)
+    predictions = tf.argmax(losses.logits_at_label_size(logits, labels), -1,
+                            output_type=tf.int32)
+    confusion = losses.confusion_counts(labels, predictions, self.num_classes)
+    norm = tf.linalg.global_norm([g for g in gradients if g is not None])
+    return (gradients, data_loss,
+            regularization / float(self.strategy.num_replicas_in_sync), confusion, norm)
+
+  def _make_train_step(self):
+    gradients_fn = (tf.function(self._gradients, jit_compile=True) if self.config.jit_compile
+                    else self._gradients)
+
+    def replica_step(images, labels):
+      global_valid = losses.global_valid_pixels(labels, self.num_classes)
+      gradients, data_loss, regularization, confusion, norm = gradients_fn(
+          images, labels, global_valid)
+      gradients = optim.apply_multipliers(gradients, self.multipliers)
+      self.optimizer.apply_gradients(zip(gradients, self.variables))
+      finite = tf.cast(tf.math.is_finite(norm), tf.float32)
+      return data_loss, regularization, confusion, finite
+
+    def train_step(batch):
+      images, labels = batch
+      per_replica = self.strategy.run(replica_step, args=(images, labels))
+      reduce = lambda x: self.strategy.reduce(tf.distribute.ReduceOp.SUM, x, axis=None)
+      data_loss, regularization, confusion, finite = (reduce(x) for x in per_replica)
+      self.step.assign_add(1)
+      return {"data_loss": data_loss, "regularization": regularization,
+              "loss": data_loss + regularization, "confusion": confusion,
+              "all_finite": tf.equal(finite, float(self.strategy.num_replicas_in_sync))}
+
+    return tf.function(train_step)
+
+  def _predict_replica(self, images):
+    def predict(x):
+      return tf.argmax(self.model(x, training=False), -1, output_type=tf.int32)
+    return self.strategy.run(predict, args=(images,))
+
+  # ---- the loop ------------------------------------------------------------------------
+
+  def _restore_or_initialize(self) -> Optional[int]:
+    path = self.keeper.restore_latest()
+    if path is not None:
+      resumed = int(self.step.numpy())
+      logging.info("Resuming from step %d (%s)", resumed, path)
+      return resumed
+    if self.config.init_weights:
+      modeling.initialize_from_converted(self.model, self.config.init_weights,
+                                         self.config.initialize_last_layer,
+                                         self.config.init_parts)
+    return None
+
+  def _write_images(self, step: int, batch) -> None:
+    local = lambda x: self.strategy.experimental_local_results(x)[0].numpy()
+    images, labels = batch
+    predictions = local(self._predict_step(images))
+    n = self.config.num_summary_images
+    strips = summaries.comparison_strip(local(images)[:n], local(labels)[:n], predictions[:n],
+                                        self.spec.palette_array())
+    summaries.write_images(step, "image | label | prediction", strips)
+
+  def _check_finite(self, step: int, values: dict, loss: float) -> None:
+    finite_gradients = self.loss_scaling or bool(values["all_finite"].numpy())
+    if math.isfinite(loss) and finite_gradients:
+      return
+    last = checkpointing.latest_checkpoint(self.model_dir)
+    what = f"loss is {loss}" if not math.isfinite(loss) else "a gradient is NaN/Inf"
+    raise NonFiniteLossError(
+        f"{what} at step {step} (cross-entropy {float(values['data_loss'])}, "
+        f"regularization {float(values['regularization'])}); training stopped without "
+        f"saving: the last good checkpoint {last or '(none)'} is untouched. Lower "
+        f"train.base_learning_rate or check the data")
+
+  def train(self) -> TrainResult:
+    """Trains up to config.num_steps (resuming from model_dir); returns the final state."""
+    config = self.config
+    started = time.monotonic()
+    resumed = self._restore_or_initialize()
+    step = int(self.step.numpy())
+    if step >= config.num_steps:
+      logging.info("model_dir %s is already trained to step %d (num_steps %d)",
+                   self.model_dir, step, config.num_steps)
+      return TrainResult(step, None, None, 0.0, None,
+                         checkpointing.latest_checkpoint(self.model_dir), resumed)
+    logging.info("Training %s with %s on %d replica(s), global batch %d, steps %d..%d",
+                 self.model.name, type(self.strategy).__name__,
+                 self.strategy.num_replicas_in_sync, config.batch_size, step, config.num_steps)
+    writer = summaries.writer(self.model_dir, "train", self.chief)
+    iterator = iter(inputs.distributed_train_dataset(config, self.strategy, step))
+    meter = ProgressMeter(config.num_steps, step, config.batch_size)
+    confusion = np.zeros((self.num_classes, self.num_classes), np.int64)
+    first_step, timed_from = step, None
+    loss, train_miou, saved = None, None, None
+    while step < config.num_steps:
+      batch = next(iterator)
+      values = self._train_step(batch)
+      step = int(self.step.numpy())
+      loss = float(values["loss"].numpy())
+      self._check_finite(step, values, loss)
+      confusion += values["confusion"].numpy().astype(np.int64)
+      if step == first_step + 1:
+        timed_from = (time.monotonic(), step)
+        meter.start()
+        if self.chief:
+          save_operative_config(self.model_dir, f"dpc_tf training run in {self.model_dir}",
+                                self._run_bindings())
+      learning_rate = float(self.schedule(step - 1))  # the rate this step was taken with
+      if self.step_callback is not None:
+        self.step_callback(step, {"loss": loss, "cross_entropy": float(values["data_loss"]),
+                                  "regularization": float(values["regularization"]),
+                                  "learning_rate": learning_rate})
+      if step % config.log_every == 0 or step == config.num_steps:
+        _, train_miou = summaries.iou_from_confusion(confusion)
+        logging.info("%s", meter.line(step, loss, learning_rate, f"train mIOU {train_miou:.3f}"))
+      with writer.as_default():
+        if step % config.summary_every == 0 or step == config.num_steps:
+          _, train_miou = summaries.iou_from_confusion(confusion)
+          summaries.write_scalars(step, {
+              "loss/total": loss, "loss/cross_entropy": float(values["data_loss"]),
+              "loss/regularization": float(values["regularization"]),
+              "learning_rate": learning_rate, "train_miou": train_miou})
+          confusion[:] = 0
+        if config.image_summary_every and step % config.image_summary_every == 0:
+          self._write_images(step, batch)
+      if step % config.checkpoint_every == 0 or step == config.num_steps:
+        saved = self.keeper.save(step) or saved
+    writer.flush()
+    rate = None
+    if timed_from is not None and step > timed_from[1]:
+      rate = (step - timed_from[1]) / max(time.monotonic() - timed_from[0], 1e-9)
+    return TrainResult(step, loss, train_miou, time.monotonic() - started, rate,
+                       saved or checkpointing.latest_checkpoint(self.model_dir), resumed)
+
+  def _run_bindings(self) -> dict:
+    """Every train.* value and the explicit model arguments, as gin bindings."""
+    bindings = {f"train.{k}": v for k, v in dataclasses.asdict(self.config).items()}
+    if not self.custom_model:
+      if self.cell is not None:
+        bindings["deeplab_model.cell"] = models.resolve_cell(self.cell).text
+      bindings.update({f"deeplab_model.{k}": v for k, v in self.model_overrides.items()})
+    return bindings

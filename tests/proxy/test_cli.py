@@ -1,0 +1,94 @@
+"""The command lines (in subprocesses), the random-backbone refusal and backbone pretraining."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from dpc_tf.proxy import CacheConfig, PretrainConfig, backbone_fingerprint, make_cache
+from dpc_tf.proxy.backbone_weights import BackboneWeightsError, load_backbone_weights
+from dpc_tf.proxy.pretrain import checkpoint_dir, pretrained_checkpoint
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+GIN = """
+feature_cache.backbone = "mobilenet_v2"
+feature_cache.depth_multiplier = 0.25
+feature_cache.allow_random_init = True
+feature_cache.dataset = "dpc_synthetic/tiny"
+feature_cache.shard_size = 16
+proxy_trial.steps = 4
+proxy_trial.batch_size = 4
+proxy_trial.filters = 16
+"""
+
+
+def _run(module: str, *args: str) -> subprocess.CompletedProcess:
+  env = {**os.environ, "PYTHONPATH": _ROOT, "TF_CPP_MIN_LOG_LEVEL": "3"}
+  return subprocess.run([sys.executable, "-m", module, *args], cwd=_ROOT, env=env,
+                        capture_output=True, text=True, timeout=300, check=False)
+
+
+def _error_line(result: subprocess.CompletedProcess) -> str:
+  return result.stderr.strip().splitlines()[-1]
+
+
+def test_cache_and_proxy_command_lines(tmp_path):
+  gin_file = tmp_path / "tiny.gin"
+  gin_file.write_text(GIN)
+  cache_dir = str(tmp_path / "cache")
+  made = _run("dpc_tf.cache_features", f"--gin_file={gin_file}", f"--cache_dir={cache_dir}")
+  assert made.returncode == 0, made.stderr[-2000:]
+  summary = json.loads(made.stdout.strip().splitlines()[-1])
+  assert summary["train"] == {"count": 32, "shards": 2, "feature_shape": [9, 9, 80],
+                              "label_shape": [129, 129, 1]}
+  assert summary["eval"]["count"] == 16
+  assert "RANDOMLY INITIALISED" in made.stderr  # said loudly
+
+  refused = _run("dpc_tf.cache_features", f"--gin_file={gin_file}", f"--cache_dir={cache_dir}",
+                 "--gin_bindings=feature_cache.train_views = 2")
+  assert refused.returncode == 1
+  assert _error_line(refused).startswith(f"cache_features: error: cache {cache_dir} was made "
+                                         f"with different settings: train.views: cache has 1, "
+                                         f"asked for 2")
+
+  trial = _run("dpc_tf.proxy", f"--gin_file={gin_file}", f"--cache_dir={cache_dir}",
+               "--cell=F:sep3x3@1x6 0:pool@2x2", f"--output={tmp_path / 'record.json'}")
+  assert trial.returncode == 0, trial.stderr[-2000:]
+  record = json.loads(trial.stdout.strip().splitlines()[-1])
+  assert {"miou", "branch_params", "branch_madds", "steps", "seconds"} <= set(record)
+  assert record["steps"] == 4 and record["cell_text"] == "F:sep3x3@1x6 0:pool@2x2"
+  assert json.loads((tmp_path / "record.json").read_text()) == record
+
+  bad = _run("dpc_tf.proxy", f"--gin_file={gin_file}", f"--cache_dir={cache_dir}",
+             "--cell=F:sep3x3@5x5")
+  assert bad.returncode == 1
+  assert _error_line(bad) == "proxy: error: branch 0: rate r_h=5 is not in {1,3,6,9,12,15,18,21}"
+
+
+def test_random_backbone_is_refused_unless_allowed(tmp_path):
+  config = CacheConfig(backbone="mobilenet_v2", dataset="dpc_synthetic/tiny")
+  with pytest.raises(BackboneWeightsError, match="no backbone checkpoint configured .*"
+                                                 "allow_random_init = True"):
+    make_cache(str(tmp_path), config, PretrainConfig())
+  assert not os.listdir(tmp_path)
+
+
+def test_pretrained_backbone_is_made_once_and_loads_back(tmp_path):
+  from dpc_tf.backbones import build_backbone  # pylint: disable=import-outside-toplevel
+  config = CacheConfig(backbone="mobilenet_v2", depth_multiplier=0.25,
+                       dataset="dpc_synthetic/tiny")
+  pretrain = PretrainConfig(steps=3, batch_size=2, crop=(65, 65), output_root=str(tmp_path))
+  path = pretrained_checkpoint(config, pretrain)
+  stamp = os.stat(os.path.join(path, "weights.h5")).st_mtime_ns
+  assert pretrained_checkpoint(config, pretrain) == path  # reused, not retrained
+  assert os.stat(os.path.join(path, "weights.h5")).st_mtime_ns == stamp
+  source = json.loads(open(os.path.join(path, "model_config.json")).read())["source"]
+  assert source["pretrain"]["steps"] == 3 and source["pretrain"]["crop"] == [65, 65]
+  first, second = (build_backbone("mobilenet_v2", 16, depth_multiplier=0.25) for _ in range(2))
+  load_backbone_weights(first, path)
+  load_backbone_weights(second, path)
+  assert backbone_fingerprint(first) == backbone_fingerprint(second)
+  other = PretrainConfig(steps=2, batch_size=2, crop=(65, 65), output_root=str(tmp_path))
+  assert checkpoint_dir(config, other) != path  # any other setting: another checkpoint

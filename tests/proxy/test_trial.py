@@ -1,0 +1,134 @@
+"""run_proxy_trial: the score record, costs, determinism, feeding modes, stopping, errors."""
+
+import concurrent.futures
+import functools
+import multiprocessing
+import shutil
+
+import numpy as np
+import pytest
+
+from dpc_tf.proxy import CorruptShardError, FeatureCache, run_proxy_trial
+from dpc_tf.proxy.caching import cache_role
+from dpc_tf.proxy.scoring import mean_iou
+
+FAST = dict(steps=6, batch_size=4, filters=16, bn_momentum=0.9)
+TRAIN = {"split": "train", "crop": [129, 129], "views": 1, "seed": 0, "augment": True}
+EVAL = {"split": "validation", "crop": [129, 129], "augment": False}
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tmp_path_factory, backbone, examples, identity):
+  """A complete cache of dpc_synthetic/tiny: 32 train / 16 eval examples, 9x9x80 features."""
+  path = str(tmp_path_factory.mktemp("tiny_cache"))
+  for role, settings in (("train", TRAIN), ("eval", EVAL)):
+    cache_role(path, identity(backbone), role, settings, backbone,
+               examples(settings["split"], settings["augment"]), shard_size=8)
+  return path
+
+
+def test_record_has_the_contract_keys_and_the_paper_cost_convention(tiny_cache):
+  record = run_proxy_trial("F:conv1x1 0:sep3x3@1x6", tiny_cache, **FAST)
+  for key in ("miou", "branch_params", "branch_madds", "steps", "seconds", "final_loss",
+              "head_params", "head_madds", "params", "madds", "class_iou", "cell"):
+    assert key in record, key
+  # Branch kernels only, at the 9x9 eval feature map: 1x1 conv 80->16, then depthwise 3x3
+  # on 16 channels + pointwise 16->16.
+  assert record["branch_params"] == 80 * 16 + (9 * 16 + 16 * 16)
+  assert record["branch_madds"] == record["branch_params"] * 9 * 9
+  assert record["steps"] == 6 and record["in_memory"] and not record["stopped_early"]
+  assert 0.0 <= record["miou"] <= 1.0 and len(record["class_iou"]) == 7
+  assert record["cell_text"] == "F:conv1x1 0:sep3x3@1x6" and record["eval_examples"] == 16
+
+
+def test_same_seed_gives_the_same_record(tiny_cache):
+  first = run_proxy_trial("F:sep3x3@3x3 F:pool@2x2", tiny_cache, seed=3, **FAST)
+  again = run_proxy_trial("F:sep3x3@3x3 F:pool@2x2", tiny_cache, seed=3, **FAST)
+  other = run_proxy_trial("F:sep3x3@3x3 F:pool@2x2", tiny_cache, seed=4, **FAST)
+  for key in ("miou", "final_loss", "initial_loss", "class_iou"):
+    assert first[key] == again[key], key
+  assert first["final_loss"] != other["final_loss"]
+
+
+def test_streamed_features_train_like_in_memory_ones(tiny_cache):
+  streamed = run_proxy_trial("F:conv1x1", tiny_cache, memory_limit_bytes=0, shuffle_buffer=8,
+                             **{**FAST, "steps": 20, "learning_rate": 0.05})
+  assert not streamed["in_memory"] and streamed["steps"] == 20
+  assert streamed["final_loss"] < streamed["initial_loss"]
+
+
+def test_patience_on_held_out_examples_stops_early(tiny_cache):
+  # lr 0 and frozen BN statistics: the held-out score never improves after the first one.
+  record = run_proxy_trial("F:conv1x1", tiny_cache, holdout_examples=8, eval_every=2,
+                           patience=1, **{**FAST, "steps": 50, "learning_rate": 0.0,
+                                          "bn_momentum": 1.0})
+  assert record["stopped_early"] and record["steps"] == 4
+  assert [step for step, _ in record["holdout_miou"]] == [2, 4]
+  assert record["train_examples"] == 24
+
+
+def test_bad_settings_are_refused_with_one_line(tiny_cache):
+  with pytest.raises(TypeError, match="unknown proxy trial setting.*stepz"):
+    run_proxy_trial("F:conv1x1", tiny_cache, stepz=3)
+  with pytest.raises(ValueError, match="patience needs eval_every > 0 and holdout_examples"):
+    run_proxy_trial("F:conv1x1", tiny_cache, patience=2)
+  with pytest.raises(ValueError, match="fewer than a batch"):
+    run_proxy_trial("F:conv1x1", tiny_cache, holdout_examples=30, batch_size=4)
+
+
+@pytest.mark.parametrize("memory_limit_bytes", [1 << 30, 0], ids=["in_memory", "streamed"])
+def test_corrupted_train_shard_stops_the_trial_naming_it(tiny_cache, tmp_path,
+                                                         memory_limit_bytes):
+  copy = tmp_path / "cache"
+  shutil.copytree(tiny_cache, copy)
+  shard = copy / "train-00002.npz"
+  shard.write_bytes(shard.read_bytes()[:-10] + b"0123456789")
+  with pytest.raises(CorruptShardError, match=r"train-00002\.npz: checksum mismatch") as error:
+    run_proxy_trial("F:conv1x1", str(copy), memory_limit_bytes=memory_limit_bytes,
+                    shuffle_buffer=4, **{**FAST, "steps": 40})
+  assert "\n" not in str(error.value)
+
+
+def test_trial_runs_as_a_picklable_function_in_a_fresh_process(tiny_cache):
+  trial = functools.partial(run_proxy_trial, cache_dir=tiny_cache, **FAST)
+  with concurrent.futures.ProcessPoolExecutor(
+      1, mp_context=multiprocessing.get_context("spawn")) as pool:
+    record = pool.submit(trial, "F:conv1x1").result(timeout=120)
+  assert record["steps"] == 6
+  assert record["final_loss"] == run_proxy_trial("F:conv1x1", tiny_cache, **FAST)["final_loss"]
+
+
+@pytest.fixture(scope="session")
+def blocks_cache(tmp_path_factory, examples, pixel_blocks):
+  """128 train / 32 eval dpc_synthetic (257x257) images through the PixelBlocks stand-in."""
+  path = str(tmp_path_factory.mktemp("blocks_cache"))
+  identity = {"backbone": "pixel_blocks", "checkpoint_fingerprint": "-", "output_stride": 16,
+              "dataset": "dpc_synthetic", "num_classes": 7, "ignore_label": 255}
+  for role, split, training in (("train", "train[:128]", True),
+                                ("eval", "validation[:32]", False)):
+    settings = {"split": split, "crop": [257, 257], "augment": training}
+    cache_role(path, identity, role, settings, pixel_blocks,
+               examples(split, training, dataset="dpc_synthetic"), shard_size=64,
+               batch_size=16)
+  return path
+
+
+def _chance_miou(cache_dir: str) -> float:
+  """mIOU of predicting the most frequent class everywhere (what a constant head scores)."""
+  _, labels = FeatureCache(cache_dir).role("eval").load()
+  counts = np.bincount(labels.ravel(), minlength=256)[:7]
+  matrix = np.zeros((7, 7), np.int64)
+  matrix[:, counts.argmax()] = counts
+  return mean_iou(matrix)[0]
+
+
+def test_proxy_beats_chance_and_ranks_a_reasonable_cell_over_a_degenerate_one(blocks_cache):
+  settings = dict(steps=150, batch_size=8, filters=32, bn_momentum=0.9, learning_rate=0.1)
+  chance = _chance_miou(blocks_cache)
+  # Global pooling alone gives every pixel of an image the same logits: no segmentation.
+  degenerate = run_proxy_trial("F:pool@1x1", blocks_cache, **settings)
+  reasonable = run_proxy_trial("F:sep3x3@1x1 F:pool@1x1", blocks_cache, **settings)
+  assert 0.10 < chance < 0.13  # background is ~80% of the valid pixels, 7 classes
+  assert degenerate["miou"] < chance + 0.02
+  assert reasonable["miou"] > 1.4 * chance and reasonable["miou"] > degenerate["miou"] + 0.05
+  assert reasonable["final_loss"] < 0.8 * degenerate["final_loss"]

@@ -1,0 +1,61 @@
+"""Shared fixtures for the search tests: clean gin state, an in-process engine, CLI runner."""
+
+import os
+import subprocess
+import sys
+
+import gin
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(autouse=True)
+def clean_gin():
+  gin.clear_config()
+  yield
+  gin.clear_config()
+
+
+class InlineEngine:
+  """Runs trials in this process, one at a time: the Coordinator's semantics without processes."""
+  name = "inline"
+
+  def __init__(self, stop_after: int = 0):
+    self.stop_after = stop_after  # raise KeyboardInterrupt after this many results (0: never)
+
+  def close(self):
+    pass
+
+  def run(self, coordinator, payload, work_dir=""):
+    from dpc_tf.search import trial as trial_lib  # pylint: disable=import-outside-toplevel
+    seen = 0
+    while not coordinator.finished():
+      trial = coordinator.next_trial(worker="inline")
+      assert trial is not None, "nothing to run although the search is not finished"
+      try:
+        record, seconds = trial_lib.execute(payload, trial.cell_json)
+      except Exception as e:  # pylint: disable=broad-except
+        coordinator.fail(trial.id, trial_lib.describe_exception(e))
+      else:
+        coordinator.complete(trial.id, record, seconds)
+      seen += 1
+      if self.stop_after and seen >= self.stop_after:
+        raise KeyboardInterrupt
+
+
+@pytest.fixture
+def inline_engine():
+  return InlineEngine
+
+
+def run_cli(args, timeout=120, env=None):
+  """`python -m dpc_tf.search ARGS` from the repo root; returns the CompletedProcess."""
+  return subprocess.run([sys.executable, "-m", "dpc_tf.search", *args], cwd=ROOT,
+                        capture_output=True, text=True, timeout=timeout,
+                        env={**os.environ, **(env or {})})
+
+
+@pytest.fixture
+def cli():
+  return run_cli

@@ -1,0 +1,67 @@
+"""The Ray engine on a local Ray instance: trials run, a killed trial process is retried."""
+
+import os
+
+import pytest
+
+ray = pytest.importorskip("ray", reason="the ray extra (ray[tune]) is not installed")
+
+from dpc_tf.search.algorithm import History, RandomSearch  # pylint: disable=wrong-import-position
+from dpc_tf.search.coordinator import Coordinator  # pylint: disable=wrong-import-position
+from dpc_tf.search.engines.ray_tune import RayEngine  # pylint: disable=wrong-import-position
+from dpc_tf.search.fake_trial import FakeTrial, fake_miou  # pylint: disable=wrong-import-position
+from dpc_tf.search.store import Store  # pylint: disable=wrong-import-position
+from dpc_tf.search.trial import WorkerPayload  # pylint: disable=wrong-import-position
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+  ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+  yield
+  ray.shutdown()
+
+
+def _algorithm(budget):
+  return RandomSearch(num_branches=4, budget=budget, top_k=3, seed=2)
+
+
+def test_ray_engine_runs_the_budget_and_retries_a_killed_trial(tmp_path, local_ray):
+  first = _algorithm(1).suggest(0, History(set(), [])).cell  # trial 0, fixed by the seed
+  second = _algorithm(1).suggest(1, History({first.fingerprint()}, [])).cell  # trial 1
+  markers = tmp_path / "markers"
+  markers.mkdir()
+  trial_fn = FakeTrial(crash_once_cells=(first.fingerprint(), second.fingerprint()),
+                       marker_dir=str(markers))
+  store = Store(str(tmp_path / "trials.sqlite"))
+  coordinator = Coordinator(store, _algorithm(5), max_attempts=2)
+  RayEngine(max_concurrent=2).run(coordinator, WorkerPayload(trial_fn), str(tmp_path))
+  trials = store.trials()
+  assert len(trials) == 5 and all(t.status == "done" for t in trials)
+  assert [t.attempts for t in trials] == [2, 2, 1, 1, 1]  # os._exit on the first attempt
+  assert trials[0].cell_text == first.text and trials[1].cell_text == second.text
+  assert sorted(os.listdir(markers)) == sorted(f + ".crashed" for f in
+                                               (first.fingerprint(), second.fingerprint()))
+  for trial in trials:
+    assert trial.score == pytest.approx(fake_miou(trial.cell))
+    assert trial.record["branch_params"] > 0 and trial.seconds >= 0
+
+  # Resume on the same store with a larger budget: the first five are kept, none re-run.
+  more = Coordinator(store, _algorithm(7), max_attempts=2)
+  RayEngine(max_concurrent=2).run(more, WorkerPayload(trial_fn), str(tmp_path))
+  assert [t.attempts for t in store.trials()] == [2, 2, 1, 1, 1, 1, 1]
+  assert [t.finished for t in store.trials()[:5]] == [t.finished for t in trials]
+
+
+def test_ray_engine_out_of_attempts_and_trial_exceptions(tmp_path, local_ray):
+  first = _algorithm(1).suggest(0, History(set(), [])).cell
+  second = _algorithm(1).suggest(1, History({first.fingerprint()}, [])).cell
+  trial_fn = FakeTrial(crash_once_cells=(first.fingerprint(),), marker_dir=str(tmp_path),
+                       fail_cells=(second.fingerprint(),))
+  store = Store(str(tmp_path / "trials.sqlite"))
+  coordinator = Coordinator(store, _algorithm(4), max_attempts=1, max_consecutive_failures=0)
+  RayEngine(max_concurrent=2).run(coordinator, WorkerPayload(trial_fn), str(tmp_path))
+  trials = store.trials()
+  assert [t.status for t in trials] == ["failed", "failed", "done", "done"]
+  assert "the Ray trial process failed" in trials[0].error  # died: Ray's own error text
+  assert "RuntimeError: injected failure" in trials[1].error  # raised: the trial's traceback
+  assert all(t.attempts == 1 for t in trials)

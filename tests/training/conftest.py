@@ -1,0 +1,90 @@
+"""Shared fixtures for tests/training: tiny configs, subprocess runners, stand-in models."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import gin
+import keras
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SYNTHETIC_GIN = os.path.join(ROOT, "gin", "train", "synthetic.gin")
+
+# gin/train/synthetic.gin shrunk to test size: 65x65 crops of the 129x129 "tiny" synthetic
+# config, batch 2, MobileNet-v2 x0.25 without the decoder.
+TINY_BINDINGS = [
+    "train.dataset = 'dpc_synthetic/tiny'",
+    "train.batch_size = 2",
+    "train.crop_size = [65, 65]",
+    "train.num_steps = 12",
+    "train.log_every = 1",
+    "train.checkpoint_every = 4",
+    "train.summary_every = 4",
+    "train.image_summary_every = 4",
+    "train.seed = 0",
+    "deeplab_model.depth_multiplier = 0.25",
+    "deeplab_model.decoder_output_stride = None",
+    "evaluate.max_examples = 4",
+    "evaluate.batch_size = 2",
+]
+
+
+def subprocess_env(extra: dict | None = None) -> dict:
+  env = dict(os.environ)
+  env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+  env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+  env["CUDA_VISIBLE_DEVICES"] = ""
+  env.pop("TF_CONFIG", None)
+  env.update(extra or {})
+  return env
+
+
+def run_module(module: str, *args: str, timeout: float = 300,
+               env: dict | None = None) -> subprocess.CompletedProcess:
+  """Runs `python -m module args` from the repository root; output captured as text."""
+  return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env or subprocess_env(),
+                        capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def gin_args(bindings=TINY_BINDINGS, gin_file: str = SYNTHETIC_GIN) -> list[str]:
+  return [f"--gin_file={gin_file}"] + [f"--gin_bindings={b}" for b in bindings]
+
+
+def free_port() -> int:
+  with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def tiny_model(num_classes: int = 7) -> keras.Model:
+  """A two-conv stand-in for DeepLab (same contract: 0..255 images -> logits at input
+  size) with an L2-regularised kernel and a biased "logits" layer, traced in a second."""
+  images = keras.Input((None, None, 3), name="images")
+  x = keras.layers.Rescaling(1.0 / 255.0)(images)
+  x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv",
+                          kernel_regularizer=keras.regularizers.L2(1e-3))(x)
+  logits = keras.layers.Conv2D(num_classes, 1, name="logits")(x)
+  return keras.Model(images, logits, name="tiny")
+
+
+@pytest.fixture
+def clean_gin():
+  """Gin state is global: every test that parses starts and ends with a clean config."""
+  gin.clear_config()
+  yield
+  gin.clear_config()
+
+
+@pytest.fixture(scope="session")
+def helpers():
+  """The module's helpers as a fixture (test files cannot import conftest by name under
+  --import-mode=importlib)."""
+  import types  # pylint: disable=import-outside-toplevel
+  return types.SimpleNamespace(
+      ROOT=ROOT, SYNTHETIC_GIN=SYNTHETIC_GIN, TINY_BINDINGS=list(TINY_BINDINGS),
+      subprocess_env=subprocess_env, run_module=run_module, gin_args=gin_args,
+      free_port=free_port, tiny_model=tiny_model)

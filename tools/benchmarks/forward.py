@@ -1,0 +1,177 @@
+"""Forward latency, peak memory and achieved GFLOP/s of full DeepLab models on this machine.
+
+Configurations: Xception-71 + released DPC + decoder at 1025x2049 (the released Cityscapes
+eval setting) and MobileNet-v2 + released DPC (no decoder) at 769x769 (the proxy's
+backbone at the training crop), batch 1, inference mode; each run eagerly, as a
+tf.function and as a tf.function with jit_compile=True (XLA).
+
+Each (configuration, mode) runs in its own subprocess so that memory figures do not mix:
+peak memory is the child's peak resident set size (getrusage ru_maxrss) and its growth over
+the resident size just before the first forward call (the model and input already built).
+tf.config.experimental.get_memory_info reports zeros on CPU, hence RSS. Latency is the
+median of the timed calls after one warm-up call (which includes tracing / XLA compilation
+and is reported as first_call_s); repetitions stop early once a time budget is spent.
+GFLOP/s = 2 x multiply-adds (dpc_tf.costs: convolutions only) / latency, shown beside a
+large float32 matmul's GFLOP/s, measured before and after the models in the same run (the
+better of the two is the reference: on a shared machine either may be slowed down).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+from absl import flags
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+CONFIGS = {
+    "xception_71_dpc_decoder": dict(backbone="xception_71", decoder_output_stride=4,
+                                    size=(1025, 2049)),
+    "mobilenet_v2_dpc": dict(backbone="mobilenet_v2", decoder_output_stride=None,
+                             size=(769, 769)),
+}
+MODES = ("eager", "function", "xla")
+
+flags.DEFINE_list("forward_configs", list(CONFIGS), f"Which of {', '.join(CONFIGS)}.")
+flags.DEFINE_list("forward_modes", list(MODES), f"Which of {', '.join(MODES)}.")
+flags.DEFINE_integer("forward_repeats", 2, "Timed calls per mode (after one warm-up call).")
+flags.DEFINE_float("forward_time_budget_s", 20.0, "Stop timing a mode once this many seconds "
+                   "of timed calls are spent (at least one call is always timed).")
+flags.DEFINE_integer("forward_matmul_size", 4096, "n of the n x n x n float32 matmul.")
+flags.DEFINE_integer("forward_child_timeout_s", 900, "Limit per (configuration, mode) child.")
+FLAGS = flags.FLAGS
+
+
+def _rss_mb() -> float:
+  with open("/proc/self/status") as f:
+    for line in f:
+      if line.startswith("VmRSS:"):
+        return int(line.split()[1]) / 1024.0
+  return float("nan")
+
+
+def _child(spec: dict) -> dict:
+  """Runs one (configuration, mode) in this process; returns its measurements."""
+  import resource  # pylint: disable=import-outside-toplevel
+  sys.path.insert(0, _ROOT)
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from dpc_tf import costs, models  # pylint: disable=import-outside-toplevel
+  config = CONFIGS[spec["config"]]
+  size = tuple(config["size"])
+  model = models.build_deeplab(19, config["backbone"], crop_size=size,
+                               decoder_output_stride=config["decoder_output_stride"])
+  madds = costs.model_costs(model, size + (3,), *models.model_parts(model))["total"]["madds"]
+  images = tf.constant(np.random.default_rng(0).uniform(0, 255, (1,) + size + (3,)),
+                       tf.float32)
+  mode = spec["mode"]
+  if mode == "eager":
+    forward = lambda x: model(x, training=False)
+  else:
+    forward = tf.function(lambda x: model(x, training=False), jit_compile=(mode == "xla"))
+  rss_before = _rss_mb()
+  start = time.perf_counter()
+  forward(images).numpy()
+  first = time.perf_counter() - start
+  runs = []
+  while len(runs) < spec["repeats"] and (not runs or sum(runs) < spec["budget_s"]):
+    start = time.perf_counter()
+    forward(images).numpy()
+    runs.append(time.perf_counter() - start)
+  peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+  latency = statistics.median(runs)
+  return {"first_call_s": round(first, 3), "runs_s": [round(r, 3) for r in runs],
+          "latency_s": round(latency, 3), "madds": madds,
+          "gflops": round(2 * madds / latency / 1e9, 2), "peak_rss_mb": round(peak),
+          "rss_growth_mb": round(peak - rss_before)}
+
+
+def _run_child(spec: dict, timeout_s: int) -> dict:
+  try:
+    result = subprocess.run([sys.executable, os.path.abspath(__file__), json.dumps(spec)],
+                            capture_output=True, text=True, timeout=timeout_s, cwd=_ROOT,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+  except subprocess.TimeoutExpired:
+    return {"error": f"timed out after {timeout_s} s"}
+  if result.returncode != 0:
+    last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+    return {"error": f"exit {result.returncode}: {last}"}
+  return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def matmul_gflops(n: int, repeats: int = 5) -> dict:
+  """Best-of-`repeats` float32 n x n matmul throughput: the practical compute ceiling."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  a = tf.random.stateless_uniform((n, n), seed=(1, 2))
+  b = tf.random.stateless_uniform((n, n), seed=(3, 4))
+  matmul = tf.function(lambda x, y: tf.reduce_sum(tf.matmul(x, y)))
+  matmul(a, b).numpy()
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    matmul(a, b).numpy()
+    times.append(time.perf_counter() - start)
+  best = min(times)
+  return {"n": n, "seconds": round(best, 3), "gflops": round(2 * n ** 3 / best / 1e9, 2)}
+
+
+def run() -> dict:
+  unknown = [c for c in FLAGS.forward_configs if c not in CONFIGS] + [
+      m for m in FLAGS.forward_modes if m not in MODES]
+  if unknown:
+    raise ValueError(f"unknown forward configuration(s)/mode(s) {', '.join(unknown)}; "
+                     f"configs: {', '.join(CONFIGS)}; modes: {', '.join(MODES)}")
+  result = {"batch": 1, "load_average_before": [round(l, 2) for l in os.getloadavg()],
+            "cpus_usable": len(os.sched_getaffinity(0)),
+            "memory_method": "child process peak RSS (getrusage ru_maxrss); growth = peak "
+                             "minus RSS before the first forward call",
+            "matmul_before": matmul_gflops(FLAGS.forward_matmul_size), "configs": {}}
+  for name in FLAGS.forward_configs:
+    config = CONFIGS[name]
+    entry = {"backbone": config["backbone"], "input": list(config["size"]),
+             "decoder_output_stride": config["decoder_output_stride"], "modes": {}}
+    for mode in FLAGS.forward_modes:
+      spec = {"config": name, "mode": mode, "repeats": FLAGS.forward_repeats,
+              "budget_s": FLAGS.forward_time_budget_s}
+      entry["modes"][mode] = _run_child(spec, FLAGS.forward_child_timeout_s)
+    result["configs"][name] = entry
+  result["load_average_after"] = [round(l, 2) for l in os.getloadavg()]
+  result["matmul_after"] = matmul_gflops(FLAGS.forward_matmul_size)
+  result["matmul"] = max(result["matmul_before"], result["matmul_after"],
+                         key=lambda m: m["gflops"])
+  return result
+
+
+def to_markdown(result: dict) -> str:
+  peak = result["matmul"]["gflops"]
+  lines = [f"Batch 1, inference. {result['cpus_usable']} usable CPU(s); load average "
+           f"{result['load_average_before'][0]} before, {result['load_average_after'][0]} "
+           f"after (the machine is shared: treat latencies as upper bounds). Reference: "
+           f"{result['matmul']['n']}^3 float32 matmul at {peak} GFLOP/s (best of "
+           f"{result['matmul_before']['gflops']} before and {result['matmul_after']['gflops']} "
+           f"after the models). Memory: "
+           f"{result['memory_method']}. GFLOP/s = 2 x conv multiply-adds / latency.", "",
+           "| model | input | MAdds | mode | first call (s) | latency (s) | GFLOP/s | "
+           "% of matmul | peak RSS (MB) | RSS growth (MB) |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+  for name, entry in result["configs"].items():
+    size = "x".join(map(str, entry["input"]))
+    for mode, m in entry["modes"].items():
+      if "error" in m:
+        lines.append(f"| {name} | {size} | | {mode} | {m['error']} | | | | | |")
+        continue
+      lines.append(f"| {name} | {size} | {m['madds'] / 1e9:.2f}B | {mode} | "
+                   f"{m['first_call_s']:.2f} | {m['latency_s']:.2f} | {m['gflops']:.1f} | "
+                   f"{100 * m['gflops'] / peak:.0f}% | {m['peak_rss_mb']} | "
+                   f"{m['rss_growth_mb']} |")
+  return "\n".join(lines)
+
+
+if __name__ == "__main__":
+  # Child mode (see _run_child): one JSON spec argument, one JSON result line.
+  print(json.dumps(_child(json.loads(sys.argv[1]))))

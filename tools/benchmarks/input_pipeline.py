@@ -1,0 +1,149 @@
+"""Input-pipeline throughput at Cityscapes size (1024x2048), on this machine's CPU.
+
+Cityscapes itself needs a manual download, so the benchmark feeds the real pipeline
+(`dpc_tf.data.pipeline_from_source`, the code behind `build_input_pipeline`) with
+Cityscapes-shaped data held in memory: smooth random images and blocky labelId masks,
+PNG-encoded as tfds stores them. Three variants separate the costs:
+
+  decode       PNG decode + labelId -> trainId lookup + eval padding to 1025x2049
+  augment      DeepLab training preprocessing (scale 0.5..2.0, pad, crop 769, flip) on
+               already decoded images
+  full         decode + augment: what a Cityscapes training run reads
+  synthetic    the default dpc_synthetic training pipeline (257x257, generated on the fly),
+               what the demo search and CI read
+
+File reading is left out (tfds records on local disk cost little next to PNG decoding).
+The trainer's step rate belongs beside these figures, so that one can see whether input or
+compute bounds training; the training benchmark fills `trainer` (left None here).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+from absl import flags
+
+from dpc_tf import data
+from dpc_tf.data import cityscapes
+
+flags.DEFINE_integer("input_pipeline_batches", 20, "Timed batches per variant (after warm-up).")
+flags.DEFINE_integer("input_pipeline_batch_size", 4, "Images per batch.")
+flags.DEFINE_integer("input_pipeline_distinct", 4, "Distinct in-memory images, cycled.")
+flags.DEFINE_integer("input_pipeline_crop", 769, "Training crop (Cityscapes: 769).")
+FLAGS = flags.FLAGS
+
+_HEIGHT, _WIDTH = 1024, 2048
+
+
+def _fake_cityscapes(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  """(PNG images, PNG labelId masks) as bytes arrays: smooth content compresses like photos
+  more than noise would, so the decode cost is realistic."""
+  rng = np.random.default_rng(seed)
+  images, masks = [], []
+  for _ in range(count):
+    coarse = rng.uniform(0, 255, (1, 32, 64, 3)).astype(np.float32)
+    image = tf.image.resize(coarse, (_HEIGHT, _WIDTH), method="bilinear")[0]
+    image += rng.normal(0, 6, image.shape)
+    image = tf.cast(tf.clip_by_value(image, 0, 255), tf.uint8)
+    ids = rng.integers(0, 34, (1, 16, 32, 1)).astype(np.float32)
+    mask = tf.cast(tf.image.resize(ids, (_HEIGHT, _WIDTH), method="nearest")[0], tf.uint8)
+    images.append(tf.io.encode_png(image).numpy())
+    masks.append(tf.io.encode_png(mask).numpy())
+  return np.array(images, dtype=object), np.array(masks, dtype=object)
+
+
+def _png_source(images, masks) -> data.Source:
+  raw = tf.data.Dataset.from_tensor_slices({"image": images, "mask": masks})
+
+  def decode(example):
+    image = tf.io.decode_png(example["image"], channels=3)
+    image.set_shape((_HEIGHT, _WIDTH, 3))
+    mask = tf.io.decode_png(example["mask"], channels=1)
+    mask.set_shape((_HEIGHT, _WIDTH, 1))
+    return {"image": image, "segmentation_mask": cityscapes.labelids_to_trainids(mask)}
+
+  return data.Source(raw, decode, len(images))
+
+
+def _decoded_source(source: data.Source) -> data.Source:
+  decoded = source.dataset.map(source.decode).cache()
+  return data.Source(decoded, lambda example: example, source.num_examples)
+
+
+def _time(ds: tf.data.Dataset, batches: int, batch_size: int) -> dict:
+  iterator = iter(ds)
+  for _ in range(2):  # warm-up: tracing, thread pools, autotuning, the cache
+    next(iterator)
+  start = time.perf_counter()
+  for _ in range(batches):
+    images, _ = next(iterator)
+  images.numpy()
+  seconds = time.perf_counter() - start
+  count = batches * batch_size
+  return {"images": count, "seconds": round(seconds, 2),
+          "images_per_second": round(count / seconds, 2)}
+
+
+def run() -> dict:
+  spec = data.get_spec("cityscapes")
+  batch, crop = FLAGS.input_pipeline_batch_size, FLAGS.input_pipeline_crop
+  load_before = os.getloadavg()[0]
+  png = _png_source(*_fake_cityscapes(FLAGS.input_pipeline_distinct))
+  decoded = _decoded_source(png)
+  variants = {}
+  pipelines = {
+      "decode": data.pipeline_from_source(png, spec, batch, is_training=False, repeat=True),
+      "augment": data.pipeline_from_source(decoded, spec, batch, crop_size=crop,
+                                           is_training=True, seed=0),
+      "full": data.pipeline_from_source(png, spec, batch, crop_size=crop, is_training=True,
+                                        seed=0),
+  }
+  for name, pipeline in pipelines.items():
+    variants[name] = _time(pipeline, FLAGS.input_pipeline_batches, batch)
+  synthetic_batch = 16
+  variants["synthetic"] = _time(
+      data.build_input_pipeline("dpc_synthetic", "train", synthetic_batch, is_training=True,
+                                seed=0), FLAGS.input_pipeline_batches, synthetic_batch)
+  return {
+      "image_size": [_HEIGHT, _WIDTH], "crop": [crop, crop], "batch_size": batch,
+      "scales": list(spec.train_scales), "eval_crop": list(spec.eval_crop),
+      "load_average_before": round(load_before, 2), "variants": variants,
+      # Filled by the training benchmark: steps/s and images/s of the trainer at this crop.
+      "trainer": None,
+  }
+
+
+_DESCRIPTIONS = {
+    "decode": "PNG decode + trainId lookup + pad to eval crop",
+    "augment": "training preprocessing only (scale, pad, crop, flip)",
+    "full": "decode + training preprocessing",
+    "synthetic": "dpc_synthetic 257x257: generation + training preprocessing (batch 16)",
+}
+
+
+def to_markdown(result: dict) -> str:
+  h, w = result["image_size"]
+  lines = [
+      f"Cityscapes-sized {h}x{w} PNGs through `dpc_tf.data`'s pipeline, batch "
+      f"{result['batch_size']}, training crop {result['crop'][0]}x{result['crop'][1]}, "
+      f"scales {result['scales'][0]}..{result['scales'][-1]}; CPU load average before the "
+      f"run: {result['load_average_before']} (the machine is shared, so figures are lower "
+      f"bounds).",
+      "",
+      "| variant | what runs | images/s | images | seconds |",
+      "|---|---|---|---|---|",
+  ]
+  for name, v in result["variants"].items():
+    lines.append(f"| {name} | {_DESCRIPTIONS.get(name, '')} | {v['images_per_second']} | "
+                 f"{v['images']} | {v['seconds']} |")
+  trainer = result.get("trainer")
+  lines.append("")
+  if trainer:
+    lines.append(f"Trainer: {trainer}")
+  else:
+    lines.append("Trainer step rate at this crop: not measured yet (the training benchmark "
+                 "adds it here, to show whether input or compute bounds training).")
+  return "\n".join(lines)
