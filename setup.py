@@ -28,11 +28,15 @@ setup(
         "numpy",
         "absl-py",
         "gin-config",
+        "h5py",  # converted checkpoints (dpc_tf.checkpoints)
+        # tensorflow-datasets 4.9 imports it to prepare any dataset but does not declare it.
+        "importlib_resources",
     ],
     extras_require={
         "plots": ["matplotlib"],
-        "ray": ["ray[tune]>=2.9"],
-        "test": ["pytest", "hypothesis", "matplotlib", "scipy"],
+        "ray": ["ray[tune]>=2.60"],
+        "pascal": ["pillow", "scipy"],  # VOC palette PNGs and SBD .mat files
+        "test": ["pytest", "hypothesis", "matplotlib", "pillow", "scipy", "ray[tune]>=2.60"],
     },
     license="Apache-2.0",
 )

@@ -10,14 +10,16 @@ from __future__ import annotations
 import tensorflow_datasets as tfds
 
 from dpc_tf.data import synthetic
+from dpc_tf.data.specs import SYNTHETIC_VERSION
 
 
 class DpcSynthetic(tfds.core.GeneratorBasedBuilder):
   """Synthetic segmentation where the class depends on multi-scale context (7 classes)."""
 
   name = "dpc_synthetic"
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Discs by size, framed squares by frame colour, diamonds by scene."}
+  VERSION = tfds.core.Version(SYNTHETIC_VERSION)
+  RELEASE_NOTES = {"1.0.0": "Discs by size, framed squares by frame colour, diamonds by scene.",
+                   "1.1.0": "Spot-free margin around diamonds; diamonds per image capped."}
   BUILDER_CONFIGS = [
       tfds.core.BuilderConfig(
           name=c.name,

@@ -43,6 +43,8 @@ class DatasetSpec:
   tfds_name: str
   train_scales: tuple[float, ...] = DEEPLAB_SCALES
   num_examples: Mapping[str, int] = dataclasses.field(default_factory=dict)
+  # Bumped whenever the examples change; keys of caches derived from the data include it.
+  version: str = "1.0.0"
 
   def __post_init__(self):
     if len(self.class_names) != self.num_classes or len(self.palette) != self.num_classes:
@@ -95,6 +97,8 @@ VOC_CLASSES = (
 PERSON_PART_CLASSES = (
     "background", "head", "torso", "upper arms", "lower arms", "upper legs", "lower legs")
 
+# The synthetic generator's version (synthetic.py): bump it whenever its examples change.
+SYNTHETIC_VERSION = "1.1.0"
 SYNTHETIC_CLASSES = (
     "background", "small disc", "large disc", "red-framed square", "blue-framed square",
     "day diamond", "night diamond")
@@ -113,7 +117,7 @@ def _synthetic_spec(config_name: str, height: int, width: int, train: int,
       # Object size is a class cue in the synthetic data, so scale augmentation must keep the
       # small and large size ranges apart (see synthetic.py).
       train_scales=(0.75, 0.875, 1.0, 1.125, 1.25),
-      num_examples={"train": train, "validation": validation})
+      num_examples={"train": train, "validation": validation}, version=SYNTHETIC_VERSION)
 
 
 def _build_specs() -> dict[str, DatasetSpec]:

@@ -15,20 +15,28 @@ class; only context at several scales does:
                                                                     } pixels that decide.
   5 day diamond      (L1 ball, radius 28..44 u) in an image whose background is sprinkled
                       with *dark* 4u x 4u spots (one per (16 u)^2 on average)
-  6 night diamond    the same shape in an image sprinkled with *bright* spots; the cue is
-                      only in the background around the object, so the interior of a
-                      diamond needs context beyond its own radius.
+  6 night diamond    the same shape in an image sprinkled with *bright* spots. No spot
+                      lies within 40 u of a diamond's edge (its "halo", in both scenes), so
+                      the cue is 40..84 u from any diamond pixel: beyond the object and its
+                      immediate surroundings, only far context (large rates, pooling) sees
+                      it. At most two diamonds per 257x257 u-area keep the cue visible.
   0 background       smooth low-frequency grey noise (plus the spots).
 
 where u = min(height, width) / 257. Large discs and diamonds overlap in size: telling them
-apart needs the shape at object scale (corners). A head that only looks at a feature cell
-and its neighbours (1x1 convs, small rates) cannot separate 1/2, 3/4 or 5/6, while large
-rates and pyramid pooling can: different DPC cells score differently. Boundaries (pixels
-with a 4-neighbour of another class) are labelled 255 (ignore), as in PASCAL VOC, so that the
-score measures recognition rather than boundary precision at output stride 16.
+apart needs the shape at object scale (corners). The three pairs need context at three
+ranges: discs up to ~46 u (the object), framed squares up to ~56 u (the object's border),
+diamonds 40..84 u (beyond the object). A head that only looks at a feature cell and its
+neighbours (1x1 convs, small rates) has to rely on what the backbone's features already
+carry, while large rates and pyramid pooling reach the far cues: cells score differently.
+Boundaries (pixels with a 4-neighbour of another class) are labelled 255 (ignore), as in
+PASCAL VOC, so that the score measures recognition rather than boundary precision at output
+stride 16.
 
 Object sizes are a class cue, so the spec's training scale set is narrowed to 0.75..1.25
 (small discs stay under 18 u, large ones over 22 u).
+
+Configs: default 257x257 with 1,536 train / 256 validation examples (about 8 ms per example
+on one core: ~14 s for all of it); tiny 129x129, 32 / 16 (tests); wide 257x513, 1,024 / 256.
 """
 
 from __future__ import annotations
@@ -48,6 +56,8 @@ _BRIGHT_SPOT = np.array([245.0, 245.0, 230.0], np.float32)
 # Object types: (class id or None for the colour/scene-decided ones, sampling weight).
 _SMALL_DISC, _LARGE_DISC, _FRAMED, _DIAMOND = range(4)
 _TYPE_WEIGHTS = np.array([0.25, 0.2, 0.25, 0.3])
+# Spot-free margin around diamonds (in u): the day/night cue starts this far from the edge.
+_HALO = 40
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,10 +158,6 @@ def generate_example(config: SyntheticConfig, split: str,
   num_spots = int(height * width / (16.0 * u) ** 2)
   sy = rng.integers(0, height - spot + 1, num_spots)
   sx = rng.integers(0, width - spot + 1, num_spots)
-  offsets = np.arange(spot)
-  rows = (sy[:, None, None] + offsets[None, :, None]).repeat(spot, axis=2)
-  cols = (sx[:, None, None] + offsets[None, None, :]).repeat(spot, axis=1)
-  image[rows, cols] = _BRIGHT_SPOT if night else _DARK_SPOT
 
   area_units = height * width / (257.0 * u) ** 2
   low, high = config.objects_per_unit_area
@@ -159,8 +165,13 @@ def generate_example(config: SyntheticConfig, split: str,
                                  max(1, round(high * area_units)) + 1))
   types = rng.choice(4, size=num_objects, p=_TYPE_WEIGHTS)
   boxes: list[tuple[int, int, int, int]] = []
+  diamonds: list[tuple[int, int, int]] = []
+  # At most two diamonds per 257x257 u-area: their halos must leave the scene cue visible.
+  max_diamonds = max(1, round(2 * area_units))
   gap = max(3, int(round(6 * u)))
   for kind in types:
+    if kind == _DIAMOND and len(diamonds) == max_diamonds:
+      continue
     if kind == _SMALL_DISC:
       half = int(round(rng.uniform(8, 14) * u))
     elif kind == _LARGE_DISC:
@@ -190,9 +201,22 @@ def generate_example(config: SyntheticConfig, split: str,
     else:
       inside = np.abs(dy) + np.abs(dx) <= half
       cls = 6 if night else 5
+      diamonds.append((cy, cx, half))
     window = image[y0:y1 + 1, x0:x1 + 1]
     window[inside] = fill[inside]
     label[y0:y1 + 1, x0:x1 + 1][inside] = cls
+
+  # Spots go on the background only, and never within the halo of a diamond: its scene cue
+  # is at least _HALO u from its edge, beyond what the features around it show.
+  centre_y, centre_x = sy + spot // 2, sx + spot // 2
+  keep = np.ones(num_spots, dtype=bool)
+  for cy, cx, half in diamonds:
+    keep &= np.abs(centre_y - cy) + np.abs(centre_x - cx) > half + _HALO * u
+  offsets = np.arange(spot)
+  rows = (sy[keep, None, None] + offsets[None, :, None]).repeat(spot, axis=2)
+  cols = (sx[keep, None, None] + offsets[None, None, :]).repeat(spot, axis=1)
+  on_background = label[rows, cols] == 0
+  image[rows[on_background], cols[on_background]] = _BRIGHT_SPOT if night else _DARK_SPOT
 
   image += 4.0 * rng.standard_normal(size=image.shape, dtype=np.float32)
   # Ignore a 2-pixel band on class boundaries, as PASCAL VOC does.

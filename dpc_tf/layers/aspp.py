@@ -33,17 +33,25 @@ class ASPP(common.NormConfigMixin, keras.layers.Layer):
     self.output_stride = output_stride
     self._init_norm(weight_decay, bn_momentum, bn_epsilon, sync_bn)
     norm = self._norm_config()
-    self.branch_layers = []
+    # Named attributes, not a list: tf.train.Checkpoint does not see layers held in a
+    # Keras-tracked list (see DensePredictionCell).
+    self._branch_names = (["image_pooling"] if image_pooling else []) + [
+        f"aspp{i}" for i in range(len(self.rates) + 1)]
     if image_pooling:
-      self.branch_layers.append(PyramidPooling(1, filters, crop_size=self.crop_size,
-                                               output_stride=output_stride,
-                                               name="image_pooling", **norm))
-    self.branch_layers.append(ConvBNReLU(filters, 1, name="aspp0", **norm))
+      self.image_pooling_branch = PyramidPooling(1, filters, crop_size=self.crop_size,
+                                                 output_stride=output_stride,
+                                                 name="image_pooling", **norm)
+    self.aspp0 = ConvBNReLU(filters, 1, name="aspp0", **norm)
     for i, rate in enumerate(self.rates, start=1):
-      self.branch_layers.append(SeparableConvBNReLU(filters, rate * rate_multiplier,
+      setattr(self, f"aspp{i}", SeparableConvBNReLU(filters, rate * rate_multiplier,
                                                     name=f"aspp{i}", **norm))
     self.concat_projection = ConvBNReLU(filters, 1, name="concat_projection", **norm)
     self.dropout = keras.layers.Dropout(dropout, name="dropout")
+
+  @property
+  def branch_layers(self) -> list:
+    return [getattr(self, "image_pooling_branch" if n == "image_pooling" else n)
+            for n in self._branch_names]
 
   def build(self, input_shape):
     for layer in self.branch_layers:

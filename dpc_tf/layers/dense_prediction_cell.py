@@ -62,12 +62,18 @@ class DensePredictionCell(common.NormConfigMixin, keras.layers.Layer):
     self.output_stride = output_stride
     self._init_norm(weight_decay, bn_momentum, bn_epsilon, sync_bn)
     norm = self._norm_config()
-    self.branch_layers = [
-        operator_layer(branch.op, f"branch{i}", filters, rate_multiplier, self.crop_size,
-                       output_stride, **norm)
-        for i, branch in enumerate(self.cell)]
+    # Named attributes, not a list: tf.train.Checkpoint does not see layers held in a
+    # Keras-tracked list, so list-held branches would silently be left out of checkpoints.
+    for i, branch in enumerate(self.cell):
+      setattr(self, f"branch{i}", operator_layer(branch.op, f"branch{i}", filters,
+                                                 rate_multiplier, self.crop_size,
+                                                 output_stride, **norm))
     self.dropout = keras.layers.Dropout(dropout, name="dropout")
     self.concat_projection = ConvBNReLU(projection_filters, 1, name="concat_projection", **norm)
+
+  @property
+  def branch_layers(self) -> list:
+    return [getattr(self, f"branch{i}") for i in range(len(self.cell))]
 
   def build(self, input_shape):
     branch_shape = tuple(input_shape[:-1]) + (self.filters,)

@@ -75,6 +75,9 @@ def save_backbone(backbone: keras.Model, directory: str, build_args: dict,
     if os.path.isdir(directory):  # made meanwhile by another process with the same settings
       shutil.rmtree(tmp)
       return
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the result is shared
     os.rename(tmp, directory)
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)

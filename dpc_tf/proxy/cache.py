@@ -161,6 +161,9 @@ def writer_lock(cache_dir: str):
     except BlockingIOError:
       raise CacheError(f"cache {cache_dir} is being written by another process "
                        f"(its .lock is held)") from None
+    for name in os.listdir(cache_dir):  # half-written files of a writer that was killed
+      if name.startswith(".tmp-"):
+        os.unlink(os.path.join(cache_dir, name))
     try:
       yield
     finally:

@@ -118,7 +118,7 @@ def make_cache(cache_dir: str, config: CacheConfig, pretrain: PretrainConfig,
   spec = data.get_spec(config.dataset)
   identity = {"backbone": config.backbone, "depth_multiplier": config.depth_multiplier,
               "output_stride": config.output_stride, "dataset": config.dataset,
-              "num_classes": spec.num_classes, "ignore_label": spec.ignore_label}
+              "dataset_version": spec.version, "num_classes": spec.num_classes, "ignore_label": spec.ignore_label}
   settings = {role: role_settings(config, role) for role in roles}
   existing = Manifest.load(cache_dir)
   if existing is not None:  # refuse before spending minutes on a backbone or pretraining

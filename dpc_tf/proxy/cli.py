@@ -63,6 +63,10 @@ def cache_main(gin_files: Sequence[str], bindings: Sequence[str], cache_dir: Opt
     manifest = make_cache(cache_dir, cache_config, pretrain_config, tuple(roles))
   except _USER_ERRORS as e:
     return _fail(prog, e)
+  except KeyboardInterrupt:
+    print(f"{prog}: interrupted; finished shards are kept, run the same command again to "
+          f"resume", file=sys.stderr)
+    return 130
   summary = {"cache_dir": cache_dir, **{k: manifest["identity"][k] for k in (
       "backbone", "checkpoint_fingerprint", "dataset", "output_stride")}}
   for role in roles:

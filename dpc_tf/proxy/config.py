@@ -114,9 +114,18 @@ def configured() -> tuple[CacheConfig, PretrainConfig, TrialConfig]:
           _proxy_trial() if _proxy_trial is not None else TrialConfig())
 
 
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
 def parse(gin_files: Sequence[str], bindings: Sequence[str] = ()) -> None:
-  """Parses gin files and bindings; an unreadable file or bad binding is one line."""
+  """Parses gin files and bindings. A relative path not found from the working folder is
+  looked up from the repository root (so gin/proxy/synthetic.gin works from anywhere)."""
+  gin.add_config_file_search_path(_REPO_ROOT)
+  resolved = []
   for path in gin_files:
+    if not os.path.isfile(path) and os.path.isfile(os.path.join(_REPO_ROOT, path)):
+      path = os.path.join(_REPO_ROOT, path)
     if not os.path.isfile(path):
       raise FileNotFoundError(f"--gin_file {path}: no such file")
-  gin.parse_config_files_and_bindings(list(gin_files), list(bindings))
+    resolved.append(path)
+  gin.parse_config_files_and_bindings(resolved, list(bindings))

@@ -38,7 +38,8 @@ def pretrain_settings(cache: CacheConfig, pretrain: PretrainConfig) -> dict:
   spec = data.get_spec(cache.dataset)
   return {"backbone": cache.backbone, "depth_multiplier": cache.depth_multiplier,
           "output_stride": cache.output_stride, "dataset": cache.dataset,
-          "split": pretrain.split, "crop": list(pretrain.crop or spec.train_crop),
+          "dataset_version": spec.version, "split": pretrain.split,
+          "crop": list(pretrain.crop or spec.train_crop),
           "scales": list(cache.train_scales or spec.train_scales), "steps": pretrain.steps,
           "batch_size": pretrain.batch_size, "learning_rate": pretrain.learning_rate,
           "momentum": pretrain.momentum, "weight_decay": pretrain.weight_decay,
@@ -72,6 +73,7 @@ def run_pretraining(settings: dict, directory: str, data_dir=None, manual_dir=No
   """Trains backbone + linear head as `settings` say and saves the backbone to `directory`."""
   start = time.time()
   keras.utils.set_random_seed(settings["seed"])
+  tf.config.experimental.enable_op_determinism()  # same settings, same weights (on one machine)
   spec = data.get_spec(settings["dataset"])
   backbone = build_backbone(settings["backbone"], settings["output_stride"],
                             depth_multiplier=settings["depth_multiplier"],

@@ -29,9 +29,10 @@ from dpc_tf.proxy.cache import CacheError, FeatureCache
 from dpc_tf.proxy.head import build_proxy_head, head_costs
 from dpc_tf.proxy.scoring import confusion_matrix, mean_iou, predictions, segmentation_loss
 
-# Chosen by measurement on the 2-core CPU (tools/benchmarks/proxy.py measures both): XLA
-# makes the proxy train step 4-20x SLOWER there (its CPU code for the keras dropout RNG and
-# for the bilinear-resize gradient is slow), while it speeds up inference alone.
+# Chosen by measurement on the 2-core CPU (tools/benchmarks/proxy.py, docs/BENCHMARKS.md):
+# XLA makes the proxy train step 5-30x SLOWER there (released cell, 256 filters: 198 ms ->
+# 3.9 s on MobileNet-v2 features; its CPU code for the dropout RNG and the resize gradient
+# is slow), though it speeds up inference alone. Measure again before enabling it on a GPU.
 DEFAULT_JIT_COMPILE = False
 
 
@@ -157,6 +158,7 @@ def run_proxy_trial(cell, cache_dir: str, **config) -> dict:
   output_stride = int(_require(cache.identity, "output_stride", where))
   crop = _require(train.settings, "crop", where + " (train settings)")
 
+  keras.backend.clear_session()  # a worker runs trial after trial: drop the last one's graph
   keras.utils.set_random_seed(cfg.seed)
   if cfg.deterministic:
     tf.config.experimental.enable_op_determinism()

@@ -1,8 +1,10 @@
 """Checkpoints: save every K steps keeping N, resume from the newest, read for evaluation.
 
 A checkpoint holds the model, the optimizer (momentum slots, loss scale) and a `step`
-variable. tf.train.CheckpointManager writes the data files first and then atomically
-replaces the small `checkpoint` index file, so a run killed mid-save leaves the index
+variable. (Layers must not hold sub-layers in Python lists: tf.train.Checkpoint does not
+see them, so dpc_tf's layers use named attributes.) tf.train.CheckpointManager writes the
+data files first and then atomically replaces the small `checkpoint` index file, so a run
+killed mid-save leaves the index
 pointing at the previous complete checkpoint: restarting never loses more than the steps
 since the last save, and never reads a half-written one.
 """
@@ -42,9 +44,9 @@ class CheckpointKeeper:
   """Wraps tf.train.Checkpoint + CheckpointManager for one model_dir and one strategy."""
 
   def __init__(self, model_dir: str, strategy: tf.distribute.Strategy, max_to_keep: int,
-               **trackables):
+               model, **trackables):
     self.model_dir = model_dir
-    self.checkpoint = tf.train.Checkpoint(**trackables)
+    self.checkpoint = tf.train.Checkpoint(model=model, **trackables)
     self._chief = strategy_lib.is_chief(strategy)
     self._write_dir = strategy_lib.write_dir(model_dir, strategy)
     self.manager = tf.train.CheckpointManager(
@@ -75,10 +77,11 @@ class CheckpointKeeper:
 def restore_for_inference(model: tf.Module, path: str) -> int:
   """Loads only the model's variables from a training checkpoint; returns its step."""
   step = tf.Variable(0, dtype=tf.int64, trainable=False)
-  status = tf.train.Checkpoint(model=model, step=step).read(path)
+  checkpoint = tf.train.Checkpoint(model=model, step=step)
   try:
+    status = checkpoint.read(path)
     status.assert_existing_objects_matched()
-  except (AssertionError, ValueError) as e:
+  except (AssertionError, ValueError, tf.errors.OpError) as e:
     raise UserError(f"checkpoint {path} does not fit the model built from the gin config: "
                     f"{_one_line(e)}") from None
   status.expect_partial()  # The optimizer's slots are in the file but not wanted here.

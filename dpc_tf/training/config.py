@@ -50,8 +50,9 @@ class TrainConfig:
       (TF1: "logits", or also the head and decoder when fine-tuning on new classes).
     bias_gradient_multiplier: TF1 doubles the gradient of conv biases (only the logits have
       one); a last-layer bias gets both multipliers.
-    init_weights: a converted-weights folder (dpc_tf.checkpoints) to start from; not used
-      when the model_dir already holds a checkpoint (resume wins).
+    init_weights: a converted-weights folder (dpc_tf.checkpoints) or a backbone-only Keras
+      `.weights.h5` file to start from; not used when model_dir already holds a
+      checkpoint (resume wins).
     initialize_last_layer: load the logits too (False for a different class set).
     init_parts: which parts to load (backbone/head/decoder/logits); every stored one if None.
     fine_tune_batch_norm: update batch-norm statistics and offsets (TF1 fine_tune_batch_norm);

@@ -45,6 +45,14 @@ def train_crop(config: TrainConfig) -> tuple[int, int]:
   return tuple(config.crop_size or get_spec(config.dataset).train_crop)
 
 
+def check_train_data(config: TrainConfig) -> None:
+  """Opens the training split once on the host: a missing dataset becomes a one-line
+  UserError before the model is built, not an error inside a distributed dataset function."""
+  _pipeline(config.dataset, config.split, batch_size=1, crop_size=train_crop(config),
+            is_training=True, data_dir=config.data_dir, manual_dir=config.manual_dir,
+            scales=config.scales, seed=config.seed)
+
+
 def distributed_train_dataset(config: TrainConfig, strategy: tf.distribute.Strategy,
                               start_step: int = 0):
   """The training batches as a distributed dataset (global batch config.batch_size)."""
@@ -54,10 +62,6 @@ def distributed_train_dataset(config: TrainConfig, strategy: tf.distribute.Strat
                     f"{replicas} replicas of strategy {config.strategy!r}")
   seed = None if config.seed is None else config.seed + start_step
   crop = train_crop(config)
-  # Open the source once on the host first, so that a missing dataset is a UserError here
-  # rather than an error inside a dataset function.
-  _pipeline(config.dataset, config.split, batch_size=1, crop_size=crop, is_training=True,
-            data_dir=config.data_dir, manual_dir=config.manual_dir, seed=seed)
 
   def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
     ds = data.build_input_pipeline(

@@ -9,6 +9,7 @@ the same model.
 
 from __future__ import annotations
 
+import os
 from typing import Optional, Sequence
 
 import keras
@@ -49,16 +50,26 @@ def configure_batch_norm(model: keras.Model, trainable: bool = True,
   return len(layers)
 
 
-def initialize_from_converted(model: keras.Model, directory: str, initialize_last_layer: bool,
+def initialize_from_converted(model: keras.Model, path: str, initialize_last_layer: bool,
                               parts: Optional[Sequence[str]] = None) -> list[str]:
-  """Loads converted TF1 weights (dpc_tf.checkpoints); logs and returns the parts loaded."""
+  """Loads initial weights; logs and returns the parts loaded.
+
+  path: a converted-weights folder (dpc_tf.checkpoints: released TF1 checkpoints, or a
+  backbone the proxy pretrained and saved), every part it holds (or `parts`) loaded, the
+  logits only with initialize_last_layer; or a Keras `.weights.h5` file of the backbone
+  model alone (what dpc_tf.proxy may also hand over).
+  """
   try:
-    loaded = checkpoints.load_converted_weights(
-        model, directory, skip_logits=not initialize_last_layer,
-        parts=None if parts is None else list(parts))
-  except (checkpoints.ConvertedWeightsError, OSError) as e:
-    raise UserError(f"cannot initialise from {directory}: {' '.join(str(e).split())}") \
-        from None
-  logging.info("Initialised %s from converted weights %s%s", ", ".join(loaded), directory,
+    if path.endswith(".weights.h5") and os.path.isfile(path):
+      model.get_layer("backbone").load_weights(path)
+      loaded = ["backbone"]
+    else:
+      loaded = checkpoints.load_converted_weights(
+          model, path, skip_logits=not initialize_last_layer,
+          parts=None if parts is None else list(parts))
+  except (checkpoints.ConvertedWeightsError, OSError, ValueError) as e:
+    message = " ".join(str(e).split())
+    raise UserError(f"cannot initialise from {path}: {message}") from None
+  logging.info("Initialised %s from %s%s", ", ".join(loaded), path,
                "" if initialize_last_layer else " (logits left fresh)")
   return loaded

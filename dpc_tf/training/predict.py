@@ -22,10 +22,14 @@ from dpc_tf.training.errors import UserError
 from dpc_tf.utils.files import write_bytes_atomic
 
 
-def load(saved_model: str):
-  """(serving signature, palette uint8 [C, 3] or None) of a SavedModel folder."""
+def _require_saved_model(saved_model: str) -> None:
   if not os.path.isfile(os.path.join(saved_model, "saved_model.pb")):
     raise UserError(f"no SavedModel at {saved_model} (expected {saved_model}/saved_model.pb)")
+
+
+def load(saved_model: str):
+  """(serving signature, palette uint8 [C, 3] or None, the loaded object) of a SavedModel."""
+  _require_saved_model(saved_model)
   loaded = tf.saved_model.load(saved_model)
   if export.SIGNATURE not in loaded.signatures:
     raise UserError(f"SavedModel {saved_model} has no {export.SIGNATURE!r} signature "
@@ -60,6 +64,7 @@ def read_image(path: str) -> np.ndarray:
 def predict_images(saved_model: str, pattern: str, output_dir: str,
                    dataset: Optional[str] = None, alpha: float = 0.5) -> list[str]:
   """Runs the SavedModel on every file matching `pattern`; returns the files written."""
+  _require_saved_model(saved_model)
   paths = sorted(p for p in glob.glob(os.path.expanduser(pattern)) if os.path.isfile(p))
   if not paths:
     raise UserError(f"no image file matches {pattern!r}")

@@ -76,9 +76,11 @@ class Trainer:
     self.config = config
     self.step_callback = step_callback
     self.model_dir = model_dir
+    # The strategy first: a multi-worker strategy must be created before any TF op runs.
+    self.strategy = strategy or strategy_lib.make_strategy(config.strategy, config.tpu)
     self.spec = inputs.get_spec(config.dataset)
     self.crop = inputs.train_crop(config)
-    self.strategy = strategy or strategy_lib.make_strategy(config.strategy, config.tpu)
+    inputs.check_train_data(config)
     self.chief = strategy_lib.is_chief(self.strategy)
     self.cell = cell
     self.model_overrides = dict(model_overrides or {})
@@ -210,6 +212,10 @@ class Trainer:
     loss, train_miou, saved = None, None, None
     while step < config.num_steps:
       batch = next(iterator)
+      if step + 1 >= config.num_steps:
+        # Stop the input pipeline's background threads before the final save: generated
+        # data (Python map functions) would keep prefetching and compete for the GIL.
+        iterator = None
       values = self._train_step(batch)
       step = int(self.step.numpy())
       loss = float(values["loss"].numpy())

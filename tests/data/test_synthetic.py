@@ -60,6 +60,12 @@ def test_classes_follow_their_context_cues():
       assert bright > 0.005 and dark < 0.001
     if 5 in classes:
       assert dark > 0.005 and bright < 0.001
+    # The cue lies beyond a 40-pixel spot-free halo around each diamond (u = 1 here).
+    if classes & {5, 6}:
+      from scipy import ndimage  # pylint: disable=import-outside-toplevel
+      distance = ndimage.distance_transform_cdt(~np.isin(mask, (5, 6)), metric="taxicab")
+      spots = (image.astype(int).sum(-1) > 690) | (image.astype(int).sum(-1) < 90)
+      assert not np.any(spots & (mask == 0) & (distance <= 35))
     # Framed squares: the frame colour decides the class.
     for cls in (3, 4):
       if cls in classes:

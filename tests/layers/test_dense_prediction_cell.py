@@ -94,3 +94,20 @@ def test_cell_in_a_functional_model_saves_and_loads(tmp_path):
   model.save(path)
   loaded = keras.models.load_model(path)
   np.testing.assert_allclose(loaded(x).numpy(), model(x).numpy(), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: layers.DensePredictionCell(MIXED, filters=4, crop_size=129),
+    lambda: layers.ASPP(filters=4, crop_size=129)], ids=["dpc", "aspp"])
+def test_tf_checkpoint_holds_every_variable(tmp_path, make):
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  layer = make()
+  x = np.random.default_rng(5).normal(size=(1, 9, 9, 3)).astype("float32")
+  y = layer(x, training=False).numpy()
+  path = tf.train.Checkpoint(layer=layer).save(str(tmp_path / "ckpt"))
+  stored = [n for n, _ in tf.train.list_variables(path) if n.startswith("layer/")]
+  assert len(stored) == len(layer.weights)
+  fresh = make()
+  fresh(x, training=False)
+  tf.train.Checkpoint(layer=fresh).restore(path).assert_existing_objects_matched()
+  np.testing.assert_array_equal(fresh(x, training=False).numpy(), y)

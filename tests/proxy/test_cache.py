@@ -71,6 +71,10 @@ def test_resume_after_crash_finishes_without_losing_or_repeating_work(tmp_path, 
   partial = json.loads((crashed / "manifest.json").read_text())["roles"]["train"]
   assert not partial["complete"] and partial["count"] == 10
   first = {n: os.stat(crashed / n).st_mtime_ns for n in ("train-00000.npz", "train-00001.npz")}
+  # A writer killed mid-write leaves a temporary file; one killed between the shard's rename
+  # and the manifest's update leaves a shard the manifest does not list.
+  (crashed / ".tmp-x-train-00002.npz").write_bytes(b"half a shard")
+  (crashed / "train-00002.npz").write_bytes(b"unrecorded shard")
 
   written = []
   entry = make(crashed, "train", TRAIN, examples("train", True), shard_size=5,
@@ -80,6 +84,8 @@ def test_resume_after_crash_finishes_without_losing_or_repeating_work(tmp_path, 
   expected = json.loads((reference / "manifest.json").read_text())["roles"]["train"]
   assert entry["complete"] and entry["count"] == 32
   assert [s["sha256"] for s in entry["shards"]] == [s["sha256"] for s in expected["shards"]]
+  assert not (crashed / ".tmp-x-train-00002.npz").exists()
+  cache_lib.FeatureCache(str(crashed)).role("train").load()  # every shard verifies
 
 
 def test_complete_role_is_reused_without_running_the_backbone(tmp_path, make):

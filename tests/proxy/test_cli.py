@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from dpc_tf.proxy import CacheConfig, PretrainConfig, backbone_fingerprint, make_cache
+from dpc_tf.proxy import (CacheConfig, PretrainConfig, backbone_fingerprint, build_feature_cache,
+                          make_cache)
 from dpc_tf.proxy.backbone_weights import BackboneWeightsError, load_backbone_weights
 from dpc_tf.proxy.pretrain import checkpoint_dir, pretrained_checkpoint
 
@@ -65,6 +66,11 @@ def test_cache_and_proxy_command_lines(tmp_path):
              "--cell=F:sep3x3@5x5")
   assert bad.returncode == 1
   assert _error_line(bad) == "proxy: error: branch 0: rate r_h=5 is not in {1,3,6,9,12,15,18,21}"
+
+
+def test_search_cache_builder_refuses_unknown_settings(tmp_path):
+  with pytest.raises(TypeError, match="unknown feature_cache setting.*crop_size"):
+    build_feature_cache(str(tmp_path), checkpoint="/nowhere", crop_size=3)
 
 
 def test_random_backbone_is_refused_unless_allowed(tmp_path):

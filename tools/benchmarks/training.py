@@ -1,0 +1,192 @@
+"""Training throughput and peak memory of whole models, and SavedModel serving latency.
+
+Training: the real loop (dpc_tf.training.Trainer, default strategy, float32) on the
+built-in dpc_synthetic data at a small crop, for MobileNet-v2 + DPC, MobileNet-v2 + ASPP
+(the DPC against the ASPP head on the same backbone) and Xception-71 + DPC, all with the
+decoder. Throughput is global images per second over the steps after the first (which
+includes tracing, reported apart); the input pipeline is part of the loop, as in real
+training. Memory: the child process' peak resident set size and its growth from just
+before the trainer was built (tf.config.experimental.get_memory_info reads zero on CPU).
+
+Serving: MobileNet-v2 + DPC exported with dpc_tf.training.export_saved_model and loaded
+with tf.saved_model.load, against the same model in process (Predictor in a tf.function),
+batch 1 at the evaluation size; median of the timed calls after a warm-up call.
+
+Each configuration runs in its own subprocess so that memory figures do not mix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from absl import flags
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+TRAIN_CONFIGS = {
+    "mobilenet_v2_dpc": dict(backbone="mobilenet_v2", head="dpc"),
+    "mobilenet_v2_aspp": dict(backbone="mobilenet_v2", head="aspp"),
+    "xception_71_dpc": dict(backbone="xception_71", head="dpc"),
+}
+
+flags.DEFINE_list("training_configs", list(TRAIN_CONFIGS), f"Which of {', '.join(TRAIN_CONFIGS)}.")
+flags.DEFINE_integer("training_crop", 129, "Training crop (square) of every configuration.")
+flags.DEFINE_integer("training_batch", 4, "Global batch of every configuration.")
+flags.DEFINE_integer("training_steps", 8, "Timed steps per configuration (after one warm-up).")
+flags.DEFINE_integer("training_serve_size", 257, "Image size (square) of the serving test.")
+flags.DEFINE_integer("training_serve_repeats", 10, "Timed serving calls per variant.")
+flags.DEFINE_integer("training_child_timeout_s", 900, "Limit per child process.")
+FLAGS = flags.FLAGS
+
+
+def _rss_mb() -> float:
+  with open("/proc/self/status") as f:
+    for line in f:
+      if line.startswith("VmRSS:"):
+        return int(line.split()[1]) / 1024.0
+  return float("nan")
+
+
+def _peak_mb() -> float:
+  import resource  # pylint: disable=import-outside-toplevel
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _train_child(spec: dict) -> dict:
+  from dpc_tf.training.config import TrainConfig  # pylint: disable=import-outside-toplevel
+  from dpc_tf.training.trainer import Trainer  # pylint: disable=import-outside-toplevel
+  config = TRAIN_CONFIGS[spec["config"]]
+  steps = spec["steps"] + 1
+  train = TrainConfig(dataset="dpc_synthetic", batch_size=spec["batch"], crop_size=spec["crop"],
+                      num_steps=steps, checkpoint_every=10 ** 6, log_every=10 ** 6,
+                      summary_every=10 ** 6, image_summary_every=0, seed=0,
+                      bn_momentum=0.9, base_learning_rate=0.01)
+  times = []
+  rss_before = _rss_mb()
+  with tempfile.TemporaryDirectory() as model_dir:
+    started = time.perf_counter()
+    trainer = Trainer(train, model_dir, model_overrides=dict(config),
+                      step_callback=lambda step, values: times.append(time.perf_counter()))
+    built = time.perf_counter()
+    trainer.train()
+  step_times = [b - a for a, b in zip(times[:-1], times[1:])]
+  median = statistics.median(step_times)
+  return {"params": int(trainer.model.count_params()),
+          "build_s": round(built - started, 2), "first_step_s": round(times[0] - built, 2),
+          "step_s_median": round(median, 3), "images_per_s": round(spec["batch"] / median, 2),
+          "images_per_s_mean": round(spec["batch"] * len(step_times) / (times[-1] - times[0]), 2),
+          "peak_rss_mb": round(_peak_mb()), "rss_growth_mb": round(_peak_mb() - rss_before)}
+
+
+def _serve_child(spec: dict) -> dict:
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from dpc_tf import data, models  # pylint: disable=import-outside-toplevel
+  from dpc_tf.training import export  # pylint: disable=import-outside-toplevel
+  from dpc_tf.training.inference import Predictor  # pylint: disable=import-outside-toplevel
+  size = spec["size"]
+  model = models.build_deeplab(7, backbone="mobilenet_v2", crop_size=(size, size))
+  images = np.random.default_rng(0).integers(0, 256, (1, size, size, 3), dtype=np.uint8)
+  predictor = tf.function(Predictor(model).__call__)
+
+  def timed(fn, argument):
+    start = time.perf_counter()
+    fn(argument)
+    first = time.perf_counter() - start
+    runs = []
+    for _ in range(spec["repeats"]):
+      start = time.perf_counter()
+      out = fn(argument)
+      np.asarray(out[0] if isinstance(out, tuple) else out["labels"])
+      runs.append(time.perf_counter() - start)
+    return {"first_call_s": round(first, 3), "latency_s": round(statistics.median(runs), 4)}
+
+  result = {"in_process": timed(predictor, tf.constant(images, tf.float32))}
+  with tempfile.TemporaryDirectory() as folder:
+    start = time.perf_counter()
+    export.export_saved_model(model, os.path.join(folder, "sm"), data.get_spec("dpc_synthetic"))
+    result["export_s"] = round(time.perf_counter() - start, 2)
+    start = time.perf_counter()
+    serve = tf.saved_model.load(os.path.join(folder, "sm")).signatures["serving_default"]
+    result["load_s"] = round(time.perf_counter() - start, 2)
+    result["saved_model"] = timed(lambda x: serve(images=x), tf.constant(images))
+  return result
+
+
+def _run_child(spec: dict, timeout_s: int) -> dict:
+  try:
+    result = subprocess.run([sys.executable, os.path.abspath(__file__), json.dumps(spec)],
+                            capture_output=True, text=True, timeout=timeout_s, cwd=_ROOT,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+                                 "PYTHONPATH": _ROOT + os.pathsep + os.environ.get(
+                                     "PYTHONPATH", "")})
+  except subprocess.TimeoutExpired:
+    return {"error": f"timed out after {timeout_s} s"}
+  if result.returncode != 0:
+    last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+    return {"error": f"exit {result.returncode}: {last}"}
+  return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def run() -> dict:
+  unknown = [c for c in FLAGS.training_configs if c not in TRAIN_CONFIGS]
+  if unknown:
+    raise ValueError(f"unknown training configuration(s) {', '.join(unknown)}; "
+                     f"known: {', '.join(TRAIN_CONFIGS)}")
+  result = {"crop": FLAGS.training_crop, "batch": FLAGS.training_batch,
+            "timed_steps": FLAGS.training_steps,
+            "load_average_before": [round(l, 2) for l in os.getloadavg()],
+            "cpus_usable": len(os.sched_getaffinity(0)), "train": {}}
+  for name in FLAGS.training_configs:
+    spec = {"kind": "train", "config": name, "crop": FLAGS.training_crop,
+            "batch": FLAGS.training_batch, "steps": FLAGS.training_steps}
+    result["train"][name] = {**TRAIN_CONFIGS[name],
+                             **_run_child(spec, FLAGS.training_child_timeout_s)}
+  spec = {"kind": "serve", "size": FLAGS.training_serve_size,
+          "repeats": FLAGS.training_serve_repeats}
+  result["serve"] = {"model": "mobilenet_v2_dpc", "size": FLAGS.training_serve_size,
+                     **_run_child(spec, FLAGS.training_child_timeout_s)}
+  result["load_average_after"] = [round(l, 2) for l in os.getloadavg()]
+  return result
+
+
+def to_markdown(result: dict) -> str:
+  lines = [f"Training loop (dpc_tf.training.Trainer, float32, default strategy, decoder on) on "
+           f"dpc_synthetic, crop {result['crop']}x{result['crop']}, global batch "
+           f"{result['batch']}, median of {result['timed_steps']} steps after a warm-up step; "
+           f"{result['cpus_usable']} usable CPU(s), load average "
+           f"{result['load_average_before'][0]} before / {result['load_average_after'][0]} "
+           f"after (shared machine: upper bounds). Memory: child peak RSS.", "",
+           "| model | params | build (s) | first step (s) | step (s) | images/s | "
+           "peak RSS (MB) | RSS growth (MB) |", "|---|---|---|---|---|---|---|---|"]
+  for name, m in result["train"].items():
+    if "error" in m:
+      lines.append(f"| {name} | {m['error']} | | | | | | |")
+      continue
+    lines.append(f"| {name} | {m['params'] / 1e6:.2f}M | {m['build_s']:.1f} | "
+                 f"{m['first_step_s']:.1f} | {m['step_s_median']:.3f} | {m['images_per_s']:.2f} | "
+                 f"{m['peak_rss_mb']} | {m['rss_growth_mb']} |")
+  s = result["serve"]
+  lines += ["", f"Serving {s['model']} at {s['size']}x{s['size']}, batch 1, single scale:", ""]
+  if "error" in s:
+    lines.append(f"error: {s['error']}")
+    return "\n".join(lines)
+  lines += ["| variant | first call (s) | latency (s) |", "|---|---|---|",
+            f"| in process (Predictor, tf.function) | {s['in_process']['first_call_s']:.2f} | "
+            f"{s['in_process']['latency_s']:.4f} |",
+            f"| SavedModel serving_default (uint8 in) | {s['saved_model']['first_call_s']:.2f} | "
+            f"{s['saved_model']['latency_s']:.4f} |", "",
+            f"Export took {s['export_s']:.1f} s and loading {s['load_s']:.1f} s."]
+  return "\n".join(lines)
+
+
+if __name__ == "__main__":
+  # Child mode (see _run_child): one JSON spec argument, one JSON result line.
+  _spec = json.loads(sys.argv[1])
+  print(json.dumps(_train_child(_spec) if _spec["kind"] == "train" else _serve_child(_spec)))
