@@ -74,6 +74,11 @@ def main(argv):
     raise app.UsageError(f"name a benchmark: one of {', '.join(available())}, or all")
   if names == ["all"]:
     names = available()
+    forward = importlib.import_module("benchmarks.forward")
+    if not FLAGS["forward_skip"].present:  # `all` in reasonable time; see --forward_skip
+      FLAGS.forward_skip = list(forward.ALL_SKIP)
+      logging.info("all: skipping forward %s (pass --forward_skip= to measure everything)",
+                   ",".join(forward.ALL_SKIP))
   unknown = [n for n in names if n not in available()]
   if unknown:
     raise app.UsageError(f"unknown benchmark(s) {', '.join(unknown)}; "

@@ -36,6 +36,7 @@ CONFIGS = {
                              size=(769, 769)),
 }
 MODES = ("eager", "function", "xla")
+ALL_SKIP = ("xception_71_dpc_decoder:xla",)  # what `benchmark.py all` skips by default
 
 flags.DEFINE_list("forward_configs", list(CONFIGS), f"Which of {', '.join(CONFIGS)}.")
 flags.DEFINE_list("forward_modes", list(MODES), f"Which of {', '.join(MODES)}.")
@@ -44,6 +45,10 @@ flags.DEFINE_float("forward_time_budget_s", 20.0, "Stop timing a mode once this 
                    "of timed calls are spent (at least one call is always timed).")
 flags.DEFINE_integer("forward_matmul_size", 4096, "n of the n x n x n float32 matmul.")
 flags.DEFINE_integer("forward_child_timeout_s", 900, "Limit per (configuration, mode) child.")
+flags.DEFINE_list("forward_skip", [], "CONFIG:MODE pairs not to measure; each keeps its last "
+                  "measurement from --results_dir's forward.json, marked with its date. "
+                  "`benchmark.py all` skips " + ",".join(ALL_SKIP) + " unless this flag is "
+                  "given (over 10 minutes on 2 CPU cores); `benchmark.py forward` skips none.")
 FLAGS = flags.FLAGS
 
 
@@ -120,6 +125,20 @@ def matmul_gflops(n: int, repeats: int = 5) -> dict:
   return {"n": n, "seconds": round(best, 3), "gflops": round(2 * n ** 3 / best / 1e9, 2)}
 
 
+def _previous(name: str, mode: str) -> dict:
+  """The last stored measurement of (name, mode), marked as carried over, or an error."""
+  path = os.path.join(FLAGS.results_dir, "forward.json")
+  try:
+    with open(path) as f:
+      stored = json.load(f)
+    entry = dict(stored["result"]["configs"][name]["modes"][mode])
+  except (OSError, KeyError, ValueError):
+    return {"error": "skipped (--forward_skip), no earlier measurement"}
+  if "error" not in entry:
+    entry.setdefault("carried_from", stored.get("date", "an earlier run"))
+  return entry
+
+
 def run() -> dict:
   unknown = [c for c in FLAGS.forward_configs if c not in CONFIGS] + [
       m for m in FLAGS.forward_modes if m not in MODES]
@@ -136,6 +155,9 @@ def run() -> dict:
     entry = {"backbone": config["backbone"], "input": list(config["size"]),
              "decoder_output_stride": config["decoder_output_stride"], "modes": {}}
     for mode in FLAGS.forward_modes:
+      if f"{name}:{mode}" in FLAGS.forward_skip:
+        entry["modes"][mode] = _previous(name, mode)
+        continue
       spec = {"config": name, "mode": mode, "repeats": FLAGS.forward_repeats,
               "budget_s": FLAGS.forward_time_budget_s}
       entry["modes"][mode] = _run_child(spec, FLAGS.forward_child_timeout_s)
@@ -165,6 +187,8 @@ def to_markdown(result: dict) -> str:
       if "error" in m:
         lines.append(f"| {name} | {size} | | {mode} | {m['error']} | | | | | |")
         continue
+      if "carried_from" in m:
+        mode = f"{mode} (not rerun: measured {m['carried_from']})"
       lines.append(f"| {name} | {size} | {m['madds'] / 1e9:.2f}B | {mode} | "
                    f"{m['first_call_s']:.2f} | {m['latency_s']:.2f} | {m['gflops']:.1f} | "
                    f"{100 * m['gflops'] / peak:.0f}% | {m['peak_rss_mb']} | "
