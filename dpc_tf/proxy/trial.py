@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Optional
 
 from absl import logging
 import keras

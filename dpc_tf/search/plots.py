@@ -8,7 +8,6 @@ written atomically (rendered to memory, then renamed into place).
 from __future__ import annotations
 
 import io
-import math
 import os
 from typing import Optional, Sequence
 
@@ -18,35 +17,7 @@ from dpc_tf.search.results import ranking
 from dpc_tf.search.store import Store
 from dpc_tf.search_space import Cell
 from dpc_tf.utils.files import write_bytes_atomic
-
-
-def average_ranks(values: Sequence[float]) -> list[float]:
-  """1-based ranks, ties sharing their average rank (as scipy.stats.rankdata)."""
-  order = sorted(range(len(values)), key=lambda i: values[i])
-  ranks = [0.0] * len(values)
-  i = 0
-  while i < len(order):
-    j = i
-    while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-      j += 1
-    for k in range(i, j + 1):
-      ranks[order[k]] = (i + j) / 2.0 + 1.0
-    i = j + 1
-  return ranks
-
-
-def spearman(x: Sequence[float], y: Sequence[float]) -> float:
-  """Spearman's rho (Pearson correlation of average ranks); NaN if undefined."""
-  if len(x) != len(y):
-    raise ValueError(f"spearman needs paired values, got {len(x)} and {len(y)}")
-  if len(x) < 2:
-    return math.nan
-  rx, ry = average_ranks(x), average_ranks(y)
-  mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
-  cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
-  vx = sum((a - mx) ** 2 for a in rx)
-  vy = sum((b - my) ** 2 for b in ry)
-  return cov / math.sqrt(vx * vy) if vx > 0 and vy > 0 else math.nan
+from dpc_tf.utils.stats import spearman
 
 
 def _figure(width: float = 6.0, height: float = 4.0):

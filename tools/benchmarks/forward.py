@@ -21,11 +21,13 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
 from absl import flags
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _child as child  # pylint: disable=wrong-import-position  (also when run as a script)
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -52,17 +54,9 @@ flags.DEFINE_list("forward_skip", [], "CONFIG:MODE pairs not to measure; each ke
 FLAGS = flags.FLAGS
 
 
-def _rss_mb() -> float:
-  with open("/proc/self/status") as f:
-    for line in f:
-      if line.startswith("VmRSS:"):
-        return int(line.split()[1]) / 1024.0
-  return float("nan")
-
 
 def _child(spec: dict) -> dict:
   """Runs one (configuration, mode) in this process; returns its measurements."""
-  import resource  # pylint: disable=import-outside-toplevel
   sys.path.insert(0, _ROOT)
   import numpy as np  # pylint: disable=import-outside-toplevel
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
@@ -79,7 +73,7 @@ def _child(spec: dict) -> dict:
     forward = lambda x: model(x, training=False)
   else:
     forward = tf.function(lambda x: model(x, training=False), jit_compile=(mode == "xla"))
-  rss_before = _rss_mb()
+  rss_before = child.rss_mb()
   start = time.perf_counter()
   forward(images).numpy()
   first = time.perf_counter() - start
@@ -88,25 +82,13 @@ def _child(spec: dict) -> dict:
     start = time.perf_counter()
     forward(images).numpy()
     runs.append(time.perf_counter() - start)
-  peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+  peak = child.peak_rss_mb()
   latency = statistics.median(runs)
   return {"first_call_s": round(first, 3), "runs_s": [round(r, 3) for r in runs],
           "latency_s": round(latency, 3), "madds": madds,
           "gflops": round(2 * madds / latency / 1e9, 2), "peak_rss_mb": round(peak),
           "rss_growth_mb": round(peak - rss_before)}
 
-
-def _run_child(spec: dict, timeout_s: int) -> dict:
-  try:
-    result = subprocess.run([sys.executable, os.path.abspath(__file__), json.dumps(spec)],
-                            capture_output=True, text=True, timeout=timeout_s, cwd=_ROOT,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-  except subprocess.TimeoutExpired:
-    return {"error": f"timed out after {timeout_s} s"}
-  if result.returncode != 0:
-    last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-    return {"error": f"exit {result.returncode}: {last}"}
-  return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def matmul_gflops(n: int, repeats: int = 5) -> dict:
@@ -134,8 +116,10 @@ def _previous(name: str, mode: str) -> dict:
     entry = dict(stored["result"]["configs"][name]["modes"][mode])
   except (OSError, KeyError, ValueError):
     return {"error": "skipped (--forward_skip), no earlier measurement"}
-  if "error" not in entry:
-    entry.setdefault("carried_from", stored.get("date", "an earlier run"))
+  if "error" not in entry and "carried_from" not in entry:  # measured by that run itself
+    entry["carried_from"] = stored.get("date", "an earlier run")
+    # that run's machine speed: on a shared machine it can differ severalfold from this one's
+    entry["carried_matmul_gflops"] = stored["result"].get("matmul", {}).get("gflops")
   return entry
 
 
@@ -160,7 +144,7 @@ def run() -> dict:
         continue
       spec = {"config": name, "mode": mode, "repeats": FLAGS.forward_repeats,
               "budget_s": FLAGS.forward_time_budget_s}
-      entry["modes"][mode] = _run_child(spec, FLAGS.forward_child_timeout_s)
+      entry["modes"][mode] = child.run_child(__file__, spec, FLAGS.forward_child_timeout_s)
     result["configs"][name] = entry
   result["load_average_after"] = [round(l, 2) for l in os.getloadavg()]
   result["matmul_after"] = matmul_gflops(FLAGS.forward_matmul_size)
@@ -188,7 +172,9 @@ def to_markdown(result: dict) -> str:
         lines.append(f"| {name} | {size} | | {mode} | {m['error']} | | | | | |")
         continue
       if "carried_from" in m:
-        mode = f"{mode} (not rerun: measured {m['carried_from']})"
+        then = (f", matmul then {m['carried_matmul_gflops']} GFLOP/s"
+                if m.get("carried_matmul_gflops") else "")
+        mode = f"{mode} (not rerun: measured {m['carried_from']}{then})"
       lines.append(f"| {name} | {size} | {m['madds'] / 1e9:.2f}B | {mode} | "
                    f"{m['first_call_s']:.2f} | {m['latency_s']:.2f} | {m['gflops']:.1f} | "
                    f"{100 * m['gflops'] / peak:.0f}% | {m['peak_rss_mb']} | "
@@ -197,5 +183,5 @@ def to_markdown(result: dict) -> str:
 
 
 if __name__ == "__main__":
-  # Child mode (see _run_child): one JSON spec argument, one JSON result line.
+  # Child mode (see child.run_child): one JSON spec argument, one JSON result line.
   print(json.dumps(_child(json.loads(sys.argv[1]))))

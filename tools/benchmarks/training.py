@@ -20,12 +20,14 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
 from absl import flags
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _child as child  # pylint: disable=wrong-import-position  (also when run as a script)
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -45,17 +47,6 @@ flags.DEFINE_integer("training_child_timeout_s", 900, "Limit per child process."
 FLAGS = flags.FLAGS
 
 
-def _rss_mb() -> float:
-  with open("/proc/self/status") as f:
-    for line in f:
-      if line.startswith("VmRSS:"):
-        return int(line.split()[1]) / 1024.0
-  return float("nan")
-
-
-def _peak_mb() -> float:
-  import resource  # pylint: disable=import-outside-toplevel
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _train_child(spec: dict) -> dict:
@@ -68,7 +59,7 @@ def _train_child(spec: dict) -> dict:
                       summary_every=10 ** 6, image_summary_every=0, seed=0,
                       bn_momentum=0.9, base_learning_rate=0.01)
   times = []
-  rss_before = _rss_mb()
+  rss_before = child.rss_mb()
   with tempfile.TemporaryDirectory() as model_dir:
     started = time.perf_counter()
     trainer = Trainer(train, model_dir, model_overrides=dict(config),
@@ -81,7 +72,8 @@ def _train_child(spec: dict) -> dict:
           "build_s": round(built - started, 2), "first_step_s": round(times[0] - built, 2),
           "step_s_median": round(median, 3), "images_per_s": round(spec["batch"] / median, 2),
           "images_per_s_mean": round(spec["batch"] * len(step_times) / (times[-1] - times[0]), 2),
-          "peak_rss_mb": round(_peak_mb()), "rss_growth_mb": round(_peak_mb() - rss_before)}
+          "peak_rss_mb": round(child.peak_rss_mb()),
+          "rss_growth_mb": round(child.peak_rss_mb() - rss_before)}
 
 
 def _serve_child(spec: dict) -> dict:
@@ -119,20 +111,6 @@ def _serve_child(spec: dict) -> dict:
   return result
 
 
-def _run_child(spec: dict, timeout_s: int) -> dict:
-  try:
-    result = subprocess.run([sys.executable, os.path.abspath(__file__), json.dumps(spec)],
-                            capture_output=True, text=True, timeout=timeout_s, cwd=_ROOT,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
-                                 "PYTHONPATH": _ROOT + os.pathsep + os.environ.get(
-                                     "PYTHONPATH", "")})
-  except subprocess.TimeoutExpired:
-    return {"error": f"timed out after {timeout_s} s"}
-  if result.returncode != 0:
-    last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-    return {"error": f"exit {result.returncode}: {last}"}
-  return json.loads(result.stdout.strip().splitlines()[-1])
-
 
 def run() -> dict:
   unknown = [c for c in FLAGS.training_configs if c not in TRAIN_CONFIGS]
@@ -147,11 +125,11 @@ def run() -> dict:
     spec = {"kind": "train", "config": name, "crop": FLAGS.training_crop,
             "batch": FLAGS.training_batch, "steps": FLAGS.training_steps}
     result["train"][name] = {**TRAIN_CONFIGS[name],
-                             **_run_child(spec, FLAGS.training_child_timeout_s)}
+                             **child.run_child(__file__, spec, FLAGS.training_child_timeout_s)}
   spec = {"kind": "serve", "size": FLAGS.training_serve_size,
           "repeats": FLAGS.training_serve_repeats}
   result["serve"] = {"model": "mobilenet_v2_dpc", "size": FLAGS.training_serve_size,
-                     **_run_child(spec, FLAGS.training_child_timeout_s)}
+                     **child.run_child(__file__, spec, FLAGS.training_child_timeout_s)}
   result["load_average_after"] = [round(l, 2) for l in os.getloadavg()]
   return result
 
@@ -187,6 +165,6 @@ def to_markdown(result: dict) -> str:
 
 
 if __name__ == "__main__":
-  # Child mode (see _run_child): one JSON spec argument, one JSON result line.
+  # Child mode (see child.run_child): one JSON spec argument, one JSON result line.
   _spec = json.loads(sys.argv[1])
   print(json.dumps(_train_child(_spec) if _spec["kind"] == "train" else _serve_child(_spec)))

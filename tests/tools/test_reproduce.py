@@ -1,0 +1,131 @@
+"""tools/reproduce.py's logic with a fake runner: statistics, resuming, the report (seconds)."""
+
+import dataclasses
+import json
+import os
+import math
+import random
+import subprocess
+import sys
+
+import pytest
+
+from dpc_tf.reproduction import claims, report, stats
+from dpc_tf.reproduction.runners import ASPP
+from dpc_tf.reproduction.store import ResultStore
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class FakeRunner:
+  """Scores derived from the cell's fingerprint: deterministic, no TensorFlow."""
+
+  def __init__(self):
+    self.calls = []
+
+  def _score(self, key, salt):
+    return random.Random(f"{key}:{salt}").random()
+
+  def proxy(self, cell, steps):
+    self.calls.append(("proxy", cell.fingerprint(), steps))
+    return {"miou": self._score(cell.fingerprint(), "p"), "seconds": 2.0,
+            "step_seconds": 0.01}
+
+  def full(self, cell, key, steps):
+    self.calls.append(("full", key, steps))
+    proxy = 0.5 if cell is None else self._score(key, "p")
+    return {"miou": 0.7 * proxy + 0.3 * self._score(key, "f"), "seconds": 60.0,
+            "step_seconds": 0.2}
+
+  def head_costs(self, cell, key):
+    self.calls.append(("costs", key))
+    n = 1000 if key == ASPP else 400 + len(key)
+    return {"head_params": n, "head_madds": 10 * n, "branch_params": n // 2,
+            "branch_madds": 5 * n, "input_shape": [1, 257, 257, 3]}
+
+
+SMALL = claims.Settings(proxy_steps=30, full_steps=20, num_random=6, num_searched=3,
+                        search_steps=10, search_seeds=(0, 1), search_budget=6)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_spearman_matches_scipy(seed):
+  scipy_stats = pytest.importorskip("scipy.stats")
+  rng = random.Random(seed)
+  x = [rng.randint(0, 5) for _ in range(25)]  # with ties
+  y = [a + rng.random() * 4 for a in x]
+  expected = scipy_stats.spearmanr(x, y)
+  rho = stats.spearman(x, y)
+  assert rho == pytest.approx(expected.statistic, abs=1e-12)
+  assert stats.spearman_pvalue(rho, len(x)) == pytest.approx(expected.pvalue, rel=1e-6)
+
+
+def test_ranks_and_curves():
+  assert stats.ranks([3, 1, 3, 2]) == [3.5, 1.0, 3.5, 2.0]
+  assert stats.best_so_far([0.1, 0.3, 0.2, 0.4]) == [0.1, 0.3, 0.3, 0.4]
+  assert stats.mean_curve([[1, 2, 3], [3, 4]]) == [2, 3]
+  with pytest.raises(ValueError, match="paired values"):
+    stats.spearman([1, 2], [1])
+  assert math.isnan(stats.spearman([1, 2, 3], [4, 4, 4]))
+
+
+def test_claims_resume_without_repeating(tmp_path):
+  store, runner = ResultStore(str(tmp_path)), FakeRunner()
+  first = claims.search_strategy(store, runner, SMALL)
+  fid = claims.fidelity(store, runner, SMALL)
+  assert fid["num_cells"] == 1 + 6 + 3 and fid["num_full"] == fid["num_cells"]
+  assert {r["origin"] for r in fid["rows"]} == {"released", "random", "searched"}
+  assert -1.0 <= fid["spearman_rho"] <= 1.0
+  aspp = claims.vs_aspp(store, runner, SMALL)
+  cost = claims.proxy_cost(store, runner, SMALL)
+  assert cost["median_trial_ratio"] == pytest.approx(30.0)
+  assert cost["median_step_ratio"] == pytest.approx(20.0)
+  assert aspp["entries"]["aspp"]["params_vs_aspp"] == 1.0
+  keys = [c for c in runner.calls if c[0] != "costs"]
+  assert len(keys) == len(set(keys))  # no trial ran twice, across claims
+  # a rerun (a new process: a fresh runner) reuses every stored trial and agrees
+  again = FakeRunner()
+  assert claims.search_strategy(store, again, SMALL) == first
+  assert claims.fidelity(store, again, SMALL)["spearman_rho"] == fid["spearman_rho"]
+  assert again.calls == []
+
+
+def test_deadline_stops_and_rerun_finishes(tmp_path):
+  store, runner = ResultStore(str(tmp_path)), FakeRunner()
+  claims.search_strategy(store, runner, SMALL)
+  past = dataclasses.replace(SMALL, deadline=0.0)
+  claims.search_strategy(store, runner, past)  # all stored: the deadline does not matter
+  with pytest.raises(claims.OutOfTime):       # one new trial per search: it does
+    claims.search_strategy(store, runner, dataclasses.replace(past, search_budget=7))
+  with pytest.raises(claims.OutOfTime):       # fidelity's proxies are missing
+    claims.fidelity(store, runner, past)
+  assert claims.fidelity(store, runner, SMALL)["num_full"] == 10  # the rerun finishes
+
+
+def test_store_is_atomic_json(tmp_path):
+  store = ResultStore(str(tmp_path))
+  store.put("proxy-s1", "abc", {"miou": float("nan"), "n": 3})
+  assert store.get("proxy-s1", "abc") == {"miou": None, "n": 3}
+  assert not [f for f in os.listdir(tmp_path / "proxy-s1") if f.startswith(".tmp")]
+  with pytest.raises(ValueError):
+    store.path("proxy", "../x")
+
+
+def test_report_from_stored_json(tmp_path):
+  store, runner = ResultStore(str(tmp_path / "work")), FakeRunner()
+  docs = tmp_path / "docs"
+  path = report.write_report(store, str(docs))
+  assert "Not run yet." in open(path).read()
+  for name in ("search_strategy", "fidelity", "vs_aspp", "proxy_cost"):
+    getattr(claims, name)(store, runner, SMALL)
+  text = open(report.write_report(store, str(docs))).read()
+  assert "Not run yet." not in text and "Spearman rho" in text
+  for png in ("fidelity.png", "vs_aspp.png", "search_strategy.png"):
+    assert (docs / "reproduction" / png).stat().st_size > 1000
+  assert json.loads((docs / "reproduction" / "fidelity.json").read_text())["num_full"] == 10
+
+
+def test_cli_rejects_unknown_subcommand():
+  result = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "reproduce.py"), "nope"],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+  assert result.returncode != 0 and "name one subcommand" in result.stderr

@@ -1,0 +1,45 @@
+"""What the benchmarks that measure in child processes share.
+
+Each such benchmark runs itself as a script with one JSON spec argument and prints one JSON
+result line, so that every measurement starts from a fresh process (clean memory figures,
+no traces or XLA caches left by the one before). Not a benchmark itself: the leading
+underscore keeps it out of `benchmark.py`'s list.
+"""
+
+import json
+import os
+import resource
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def rss_mb() -> float:
+  """The current resident set size in MB."""
+  with open("/proc/self/status") as f:
+    for line in f:
+      if line.startswith("VmRSS:"):
+        return int(line.split()[1]) / 1024.0
+  return float("nan")
+
+
+def peak_rss_mb() -> float:
+  """This process's peak resident set size in MB (getrusage ru_maxrss)."""
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run_child(script: str, spec: dict, timeout_s: int) -> dict:
+  """Runs `script spec` in a fresh interpreter; its last stdout line is the JSON result."""
+  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+         "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+  try:
+    result = subprocess.run([sys.executable, os.path.abspath(script), json.dumps(spec)],
+                            capture_output=True, text=True, timeout=timeout_s, cwd=ROOT,
+                            env=env)
+  except subprocess.TimeoutExpired:
+    return {"error": f"timed out after {timeout_s} s"}
+  if result.returncode != 0:
+    last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+    return {"error": f"exit {result.returncode}: {last}"}
+  return json.loads(result.stdout.strip().splitlines()[-1])

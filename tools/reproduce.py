@@ -1,0 +1,90 @@
+"""The paper's claims in miniature on dpc_synthetic: `python tools/reproduce.py SUBCOMMAND`.
+
+  search_strategy  claim 3: random search with local sampling vs uniform sampling (proxy)
+  fidelity         claim 1: Spearman rho of proxy vs full-task scores over >= 20 cells
+  vs_aspp          claim 2: the searched cell vs the ASPP head and random cells (full task)
+  proxy_cost       claim 4: wall seconds per trial and per step, proxy vs full task
+  report           docs/REPRODUCTION.md and docs/reproduction/*.png from the stored JSON
+
+Every finished trial is stored as WORK_DIR/<kind>/<key>.json (atomically): rerun a
+command to resume it; nothing finished is repeated, and claims share trials. Run
+search_strategy before fidelity (fidelity takes its 'searched' cells from it).
+"""
+
+import os
+import sys
+import time
+
+from absl import app, flags, logging
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, _ROOT)
+
+from dpc_tf.reproduction import claims, report  # pylint: disable=wrong-import-position
+from dpc_tf.reproduction.store import ResultStore  # pylint: disable=wrong-import-position
+
+SUBCOMMANDS = ("search_strategy", "fidelity", "vs_aspp", "proxy_cost", "report")
+
+flags.DEFINE_string("work_dir", "/tmp/dpc_tf_reproduction",
+                    "Where every trial's JSON, the feature cache and model folders go.")
+flags.DEFINE_multi_string("gin_file", ["gin/proxy/synthetic.gin", "gin/train/synthetic.gin"],
+                          "Proxy and training recipes.")
+flags.DEFINE_multi_string("gin_param", [], "Extra gin bindings.")
+flags.DEFINE_integer("proxy_steps", None, "Proxy steps for claims 1, 2, 4 (default: the gin "
+                     "recipe's proxy_trial.steps).")
+flags.DEFINE_integer("full_steps", 150, "Whole-model training steps of the full task.")
+flags.DEFINE_integer("num_random", 14, "Claim 1: uniform random cells (plus the released cell).")
+flags.DEFINE_integer("num_searched", 5, "Claim 1: best cells of claim 3's local searches.")
+flags.DEFINE_integer("search_steps", 100, "Claim 3: proxy steps (a cheaper proxy).")
+flags.DEFINE_list("search_seeds", ["0", "1", "2"], "Claim 3: seeds per strategy.")
+flags.DEFINE_integer("search_budget", 12, "Claim 3: trials per search.")
+flags.DEFINE_float("p_uniform", 0.5, "Claim 3: the local strategy's p_uniform (the baseline "
+                   "is 1.0).")
+flags.DEFINE_integer("top_k", 5, "Claim 3: mutate one of the top-k cells.")
+flags.DEFINE_float("max_minutes", None, "Start no new trial after this many minutes (a rerun "
+                   "resumes).")
+flags.DEFINE_integer("max_new_trials", None, "Stop after running this many trials (exit 3; "
+                     "a rerun resumes): bounds one process's memory on long runs.")
+flags.DEFINE_string("docs_dir", os.path.join(_ROOT, "docs"), "report: where REPRODUCTION.md "
+                    "and reproduction/ go.")
+FLAGS = flags.FLAGS
+
+
+def settings(proxy_steps: int) -> claims.Settings:
+  deadline = time.time() + 60 * FLAGS.max_minutes if FLAGS.max_minutes else None
+  return claims.Settings(
+      proxy_steps=proxy_steps, full_steps=FLAGS.full_steps, num_random=FLAGS.num_random,
+      num_searched=FLAGS.num_searched, search_steps=FLAGS.search_steps,
+      search_seeds=tuple(int(s) for s in FLAGS.search_seeds),
+      search_budget=FLAGS.search_budget, p_uniform_local=FLAGS.p_uniform, top_k=FLAGS.top_k,
+      deadline=deadline, max_new_trials=FLAGS.max_new_trials)
+
+
+def main(argv):
+  if len(argv) != 2 or argv[1] not in SUBCOMMANDS:
+    raise app.UsageError(f"name one subcommand: {' | '.join(SUBCOMMANDS)}")
+  command = argv[1]
+  store = ResultStore(FLAGS.work_dir)
+  if command == "report":
+    path = report.write_report(store, FLAGS.docs_dir)
+    print(f"wrote {path}")
+    return 0
+  from dpc_tf.reproduction.runners import TfRunner  # pylint: disable=import-outside-toplevel
+  runner = TfRunner(FLAGS.work_dir, FLAGS.gin_file, FLAGS.gin_param)
+  proxy_steps = FLAGS.proxy_steps or runner.proxy_steps
+  started = time.time()
+  try:
+    summary = getattr(claims, command)(store, runner, settings(proxy_steps))
+  except claims.OutOfTime as e:
+    print(f"{command}: stopped: {e} ({store.ran} trials run)", file=sys.stderr)
+    return 3
+  logging.info("%s: %d trials run, %.0f s", command, store.ran, time.time() - started)
+  print(f"{command}: {store.ran} trials run in {time.time() - started:.0f} s; summary in "
+        f"{os.path.join(FLAGS.work_dir, command + '.json')}")
+  headline = {k: v for k, v in summary.items() if not isinstance(v, (list, dict))}
+  print(headline)
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(main)
