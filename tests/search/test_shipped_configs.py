@@ -17,11 +17,6 @@ from dpc_tf.training import gin_utils
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-@pytest.fixture(autouse=True)
-def _clean_gin():
-  gin.clear_config()
-  yield
-  gin.clear_config()
 
 
 def test_every_proxy_config_is_used_by_a_search_config():
