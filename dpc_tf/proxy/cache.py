@@ -303,22 +303,31 @@ class CachedRole:
     for index in (range(len(self.shards)) if order is None else order):
       yield self.read_shard(index)
 
-  def load(self, start: int = 0, stop: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
-    """Examples [start, stop) as two arrays, preallocated so peak memory is one copy."""
+  def iter_range(self, start: int = 0,
+                 stop: Optional[int] = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Examples [start, stop) in order, one overlapping shard's slice at a time."""
     stop = self.count if stop is None else min(stop, self.count)
-    n = max(stop - start, 0)
-    features = np.empty((n,) + self.feature_shape, self.feature_dtype)
-    labels = np.empty((n,) + self.label_shape, np.dtype(self.entry["label_dtype"]))
     offset = 0
     for index, shard in enumerate(self.shards):
       lo, hi = offset, offset + shard["count"]
       offset = hi
       if hi <= start or lo >= stop:
         continue
-      f, l = self.read_shard(index)
-      a, b = max(lo, start), min(hi, stop)
-      features[a - start:b - start] = f[a - lo:b - lo]
-      labels[a - start:b - start] = l[a - lo:b - lo]
+      features, labels = self.read_shard(index)
+      a, b = max(lo, start) - lo, min(hi, stop) - lo
+      yield features[a:b], labels[a:b]
+
+  def load(self, start: int = 0, stop: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
+    """Examples [start, stop) as two arrays, preallocated so peak memory is one copy."""
+    stop = self.count if stop is None else min(stop, self.count)
+    n = max(stop - start, 0)
+    features = np.empty((n,) + self.feature_shape, self.feature_dtype)
+    labels = np.empty((n,) + self.label_shape, np.dtype(self.entry["label_dtype"]))
+    filled = 0
+    for f, l in self.iter_range(start, stop):
+      features[filled:filled + len(f)] = f
+      labels[filled:filled + len(l)] = l
+      filled += len(f)
     return features, labels
 
 

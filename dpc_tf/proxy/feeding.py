@@ -89,18 +89,10 @@ class StreamIterator:
 def eval_batches(role: CachedRole, batch_size: int, start: int = 0,
                  stop: Optional[int] = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
   """Examples [start, stop) in order, in batches, one shard in memory at a time."""
-  stop = role.count if stop is None else min(stop, role.count)
-  offset = 0
   carry_f, carry_l = [], []
-  for index, shard in enumerate(role.shards):
-    lo, hi = offset, offset + shard["count"]
-    offset = hi
-    if hi <= start or lo >= stop:
-      continue
-    features, labels = role.read_shard(index)
-    a, b = max(lo, start) - lo, min(hi, stop) - lo
-    carry_f.append(features[a:b])
-    carry_l.append(labels[a:b])
+  for features, labels in role.iter_range(start, stop):
+    carry_f.append(features)
+    carry_l.append(labels)
     features, labels = np.concatenate(carry_f), np.concatenate(carry_l)
     n = len(features) - len(features) % batch_size
     for i in range(0, n, batch_size):
