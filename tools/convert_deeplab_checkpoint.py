@@ -41,26 +41,17 @@ flags.mark_flags_as_required(["checkpoint", "num_classes", "output_dir"])
 FLAGS = flags.FLAGS
 
 
-def _decoder_output_stride(value: str):
-  if value.strip().lower() in ("none", ""):
-    return None
-  try:
-    return int(value)
-  except ValueError:
-    raise ValueError(f"--decoder_output_stride must be 4 or none, got {value}") from None
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  from dpc_tf import checkpoints, search_space  # pylint: disable=import-outside-toplevel
+  from dpc_tf import checkpoints, models, search_space  # pylint: disable=import-outside-toplevel
   try:
     if FLAGS.cell and FLAGS.head == "aspp":
       raise ValueError("--cell and --head=aspp exclude each other")
     report = checkpoints.convert_checkpoint(
         FLAGS.checkpoint, FLAGS.output_dir, FLAGS.num_classes, backbone=FLAGS.backbone,
         head=FLAGS.head, cell=FLAGS.cell,
-        decoder_output_stride=_decoder_output_stride(FLAGS.decoder_output_stride),
+        decoder_output_stride=models.parse_decoder_output_stride(FLAGS.decoder_output_stride),
         depth_multiplier=FLAGS.depth_multiplier, backbone_only=FLAGS.backbone_only,
         skip_logits=FLAGS.skip_logits, overwrite=FLAGS.overwrite)
   except (checkpoints.ConversionError, search_space.CellError, ValueError) as e:

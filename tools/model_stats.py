@@ -24,7 +24,7 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from dpc_tf import costs, search_space  # pylint: disable=wrong-import-position
+from dpc_tf import costs, models, search_space  # pylint: disable=wrong-import-position
 from dpc_tf.layers import common  # pylint: disable=wrong-import-position
 
 flags.DEFINE_string("cell", None, "Cell JSON file (released DeepLab format); default: the "
@@ -77,18 +77,15 @@ def head_stats(head: str, cell, feature_channels: int, crop, output_stride: int)
 
 
 def parse_decoder_output_stride(value: str):
-  if value.strip().lower() in ("none", ""):
-    return None
   try:
-    return int(value)
-  except ValueError:
-    raise UsageError(f"--decoder_output_stride must be 4 or none, got {value}") from None
+    return models.parse_decoder_output_stride(value)
+  except ValueError as e:
+    raise UsageError(str(e)) from None
 
 
 def model_stats(backbone: str, head: str, cell, crop, output_stride: int,
                 decoder_output_stride, num_classes: int, depth_multiplier: float = 1.0) -> dict:
   """Counts build_deeplab(...) at one crop: backbone, head, decoder, logits and their sum."""
-  from dpc_tf import models  # pylint: disable=import-outside-toplevel
   if output_stride not in (8, 16):
     raise UsageError(f"--output_stride must be 8 or 16 for a whole model (rates scale by "
                      f"16 // output_stride), got {output_stride}")

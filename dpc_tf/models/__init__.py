@@ -8,4 +8,4 @@ layer alone and `build_head_model` a head + logits model on (cached) backbone fe
 from dpc_tf.models.decoder import Decoder, ResizeLike
 from dpc_tf.models.deeplab import (DECODER_OUTPUT_STRIDES, HEADS, build_deeplab, build_head,
                                    build_head_model, deeplab_model, logits_layer, model_parts,
-                                   resolve_cell)
+                                   parse_decoder_output_stride, resolve_cell)

@@ -21,6 +21,16 @@ from dpc_tf.models.decoder import Decoder, ResizeLike
 
 HEADS = ("dpc", "aspp")
 DECODER_OUTPUT_STRIDES = (4,)
+
+
+def parse_decoder_output_stride(text: str) -> Optional[int]:
+  """A --decoder_output_stride flag value: an integer, or "none" / "" for no decoder."""
+  if text.strip().lower() in ("none", ""):
+    return None
+  try:
+    return int(text)
+  except ValueError:
+    raise ValueError(f"--decoder_output_stride must be 4 or none, got {text}") from None
 HEAD_OUTPUT_STRIDES = (8, 16)
 
 
