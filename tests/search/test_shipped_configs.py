@@ -5,18 +5,15 @@ the proxy CLI registers its own `proxy_trial`, which is why they are not parsed 
 """
 
 import glob
-import importlib.util  # gin 0.5's `include` needs it imported
 import os
 
 import gin
 import pytest
 
-from dpc_tf.proxy import config as proxy_config  # registers feature_cache
+from dpc_tf.proxy import config as proxy_config  # noqa: F401  registers feature_cache
 from dpc_tf.training import gin_utils
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
 
 
 def test_every_proxy_config_is_used_by_a_search_config():
@@ -28,7 +25,6 @@ def test_every_proxy_config_is_used_by_a_search_config():
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(ROOT, "gin", "search", "*.gin"))),
                          ids=lambda p: os.path.relpath(p, ROOT))
 def test_config_parses(path):
-  assert importlib.util is not None and proxy_config is not None
   gin_utils.parse([path])
   expected = {"cityscapes": ("cityscapes", (769, 769)), "voc2012": ("voc2012", (513, 513)),
               "pascal_person_part": ("pascal_person_part", (513, 513))}
