@@ -25,15 +25,6 @@ def operator_layer(op: search_space.Operator, name: str, filters: int = 256,
   raise search_space.CellError(f"unknown operator {op!r}")
 
 
-def _as_cell(cell) -> search_space.Cell:
-  if isinstance(cell, search_space.Cell):
-    return cell
-  if isinstance(cell, str):
-    return search_space.Cell.from_text(cell) if ":" in cell and "{" not in cell \
-        else search_space.Cell.from_json(cell)
-  return search_space.Cell.from_json(list(cell))
-
-
 @keras.saving.register_keras_serializable(package="dpc_tf")
 class DensePredictionCell(common.NormConfigMixin, keras.layers.Layer):
   """Branches as the cell says -> concat of every branch -> dropout -> 1x1 projection.
@@ -53,7 +44,7 @@ class DensePredictionCell(common.NormConfigMixin, keras.layers.Layer):
                bn_momentum: float = common.BN_MOMENTUM, bn_epsilon: float = common.BN_EPSILON,
                sync_bn: bool = False, **kwargs):
     super().__init__(**kwargs)
-    self.cell = _as_cell(cell)
+    self.cell = search_space.as_cell(cell)
     self.filters = filters
     self.projection_filters = projection_filters
     self.dropout_rate = dropout

@@ -38,16 +38,10 @@ def resolve_cell(cell) -> search_space.Cell:
   """None (the released Cityscapes cell), a Cell, a cell JSON path, JSON text/list or text."""
   if cell is None:
     return search_space.CITYSCAPES_CELL
-  if isinstance(cell, search_space.Cell):
-    return cell
   if isinstance(cell, (str, os.PathLike)) and (str(cell).endswith(".json")
                                                or os.path.isfile(cell)):
     return search_space.Cell.load(os.fspath(cell))
-  if isinstance(cell, str):
-    text = cell.strip()
-    return (search_space.Cell.from_json(text) if text.startswith("[")
-            else search_space.Cell.from_text(text))
-  return search_space.Cell.from_json(list(cell))
+  return search_space.as_cell(cell)
 
 
 def _check_head_args(head: str, output_stride: int) -> None:

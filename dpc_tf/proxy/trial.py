@@ -76,15 +76,6 @@ class TrialConfig:
     return config
 
 
-def as_cell(cell) -> search_space.Cell:
-  """A Cell from a Cell, its released JSON (list or string) or its compact text."""
-  if isinstance(cell, search_space.Cell):
-    return cell
-  if isinstance(cell, str) and not cell.lstrip().startswith("["):
-    return search_space.Cell.from_text(cell)
-  return search_space.Cell.from_json(cell)
-
-
 class _Trainer:
   """Model, optimizer and compiled steps of one trial."""
 
@@ -149,7 +140,7 @@ def run_proxy_trial(cell, cache_dir: str, **config) -> dict:
   """
   start = time.time()
   cfg = TrialConfig.from_kwargs(**config)
-  cell = as_cell(cell)
+  cell = search_space.as_cell(cell)
   cache = FeatureCache(cache_dir)
   train, evaluation = cache.role("train"), cache.role("eval")
   where = f"cache {cache_dir} manifest"

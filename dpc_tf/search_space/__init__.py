@@ -1,6 +1,7 @@
 """The DPC search space: operators, cells, the released JSON format, sampling, mutation."""
 
-from dpc_tf.search_space.cell import DEFAULT_NUM_BRANCHES, FEATURES, Branch, Cell, validate
+from dpc_tf.search_space.cell import (DEFAULT_NUM_BRANCHES, FEATURES, Branch, Cell, as_cell,
+                                      validate)
 from dpc_tf.search_space.operators import (
     ALL_OPERATORS, GRIDS, NUM_OPERATORS, RATES, CellError, Conv1x1, Operator, PyramidPooling,
     SeparableConv3x3, operator_from_index)

@@ -170,6 +170,16 @@ class Cell:
     return Cell(tuple(branches))
 
 
+def as_cell(value) -> Cell:
+  """A Cell from a Cell, its released JSON (a list, or a string starting with '[') or its
+  compact text form; invalid input raises CellError."""
+  if isinstance(value, Cell):
+    return value
+  if isinstance(value, str) and not value.lstrip().startswith("["):
+    return Cell.from_text(value)
+  return Cell.from_json(value if isinstance(value, str) else list(value))
+
+
 def validate(branches: Sequence[Branch]) -> None:
   """Raises CellError naming the first bad branch and what is wrong with it."""
   if not isinstance(branches, (list, tuple)):

@@ -124,3 +124,16 @@ def test_different_cells_have_different_fingerprints():
 def test_fingerprint_is_stable_across_releases():
   # Stored in search databases: a change here orphans every stored search.
   assert ss.CITYSCAPES_CELL.fingerprint() == "5b0459310c24e3f9"
+
+
+def test_as_cell_accepts_every_form():
+  cell = Cell.from_text("F:pool@2x4 F:conv1x1 1:sep3x3@3x21")
+  assert ss.as_cell(cell) is cell
+  assert ss.as_cell(cell.text) == cell
+  assert ss.as_cell(cell.to_json()) == cell
+  assert ss.as_cell(tuple(cell.to_json())) == cell
+  assert ss.as_cell("  " + cell.to_json_string()) == cell
+  with pytest.raises(ss.CellError, match="branch 0: unknown operator 'pool@3x3x'"):
+    ss.as_cell("F:pool@3x3x")
+  with pytest.raises(ss.CellError, match="cell is not valid JSON"):
+    ss.as_cell("[{")
