@@ -33,11 +33,14 @@ flags.DEFINE_multi_string("gin_param", [], "Extra gin bindings.")
 flags.DEFINE_integer("proxy_steps", None, "Proxy steps for claims 1, 2, 4 (default: the gin "
                      "recipe's proxy_trial.steps).")
 flags.DEFINE_integer("full_steps", 150, "Whole-model training steps of the full task.")
+flags.DEFINE_list("seeds", ["0", "1", "2"], "Claims 1, 2: seeds per cell (proxy and full "
+                  "task); a cell's score is the mean, and the spread measures the noise.")
 flags.DEFINE_integer("num_random", 14, "Claim 1: uniform random cells (plus the released cell).")
 flags.DEFINE_integer("num_searched", 5, "Claim 1: best cells of claim 3's local searches.")
 flags.DEFINE_integer("search_steps", 100, "Claim 3: proxy steps (a cheaper proxy).")
-flags.DEFINE_list("search_seeds", ["0", "1", "2"], "Claim 3: seeds per strategy.")
-flags.DEFINE_integer("search_budget", 12, "Claim 3: trials per search.")
+flags.DEFINE_list("search_seeds", ["0", "1", "2", "3", "4", "5"],
+                  "Claim 3: seeds per strategy.")
+flags.DEFINE_integer("search_budget", 24, "Claim 3: trials per search.")
 flags.DEFINE_float("p_uniform", 0.5, "Claim 3: the local strategy's p_uniform (the baseline "
                    "is 1.0).")
 flags.DEFINE_integer("top_k", 5, "Claim 3: mutate one of the top-k cells.")
@@ -53,7 +56,8 @@ FLAGS = flags.FLAGS
 def settings(proxy_steps: int) -> claims.Settings:
   deadline = time.time() + 60 * FLAGS.max_minutes if FLAGS.max_minutes else None
   return claims.Settings(
-      proxy_steps=proxy_steps, full_steps=FLAGS.full_steps, num_random=FLAGS.num_random,
+      proxy_steps=proxy_steps, full_steps=FLAGS.full_steps,
+      seeds=tuple(int(s) for s in FLAGS.seeds), num_random=FLAGS.num_random,
       num_searched=FLAGS.num_searched, search_steps=FLAGS.search_steps,
       search_seeds=tuple(int(s) for s in FLAGS.search_seeds),
       search_budget=FLAGS.search_budget, p_uniform_local=FLAGS.p_uniform, top_k=FLAGS.top_k,

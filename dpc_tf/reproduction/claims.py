@@ -24,6 +24,8 @@ from dpc_tf.search_space import CITYSCAPES_CELL, Cell, sample_cell
 class Settings:
   proxy_steps: int = 300         # claims 1, 2, 4 (the synthetic proxy recipe)
   full_steps: int = 150          # whole-model training steps of the full task
+  seeds: Sequence[int] = (0,)    # claims 1, 2: each cell's proxy and full task per seed;
+  #                                its score is the mean (claim 4 times seed 0's trials)
   num_random: int = 14           # claim 1: uniform random cells (+ the released cell)
   num_searched: int = 5          # claim 1: best distinct cells found by claim 3's searches
   cell_seed: int = 0
@@ -48,20 +50,37 @@ def _check_time(store, settings: Settings) -> None:
     raise OutOfTime(f"{store.ran} new trials run (--max_new_trials); rerun to go on")
 
 
-def proxy_record(store, runner, cell: Cell, steps: int, settings: Settings) -> dict:
-  key = cell.fingerprint()
-  found = store.get(f"proxy-s{steps}", key)
-  if found is None:
+def seed_key(key: str, seed: int) -> str:
+  """A trial's store key: seed 0 keeps the bare key (the records of single-seed runs)."""
+  return key if seed == 0 else f"{key}-seed{seed}"
+
+
+def proxy_record(store, runner, cell: Cell, steps: int, settings: Settings,
+                 seed: int = 0) -> dict:
+  kind, key = f"proxy-s{steps}", seed_key(cell.fingerprint(), seed)
+  if store.get(kind, key) is None:
     _check_time(store, settings)
-  return store.get_or_run(f"proxy-s{steps}", key, lambda: runner.proxy(cell, steps))
+  return store.get_or_run(kind, key, lambda: runner.proxy(cell, steps, seed))
 
 
-def full_record(store, runner, cell: Optional[Cell], settings: Settings) -> dict:
+def full_record(store, runner, cell: Optional[Cell], settings: Settings,
+                seed: int = 0) -> dict:
+  kind = f"full-s{settings.full_steps}"
+  key = seed_key(ASPP if cell is None else cell.fingerprint(), seed)
+  if store.get(kind, key) is None:
+    _check_time(store, settings)
+  return store.get_or_run(kind, key, lambda: runner.full(cell, key, settings.full_steps, seed))
+
+
+def stored_full(store, cell: Optional[Cell], settings: Settings) -> list[float]:
+  """The full-task mIOUs stored for `cell` (None: ASPP), one per seed run so far."""
   key = ASPP if cell is None else cell.fingerprint()
-  if store.get(f"full-s{settings.full_steps}", key) is None:
-    _check_time(store, settings)
-  return store.get_or_run(f"full-s{settings.full_steps}", key,
-                          lambda: runner.full(cell, key, settings.full_steps))
+  found = [store.get(f"full-s{settings.full_steps}", seed_key(key, s)) for s in settings.seeds]
+  return [r["miou"] for r in found if r is not None]
+
+
+def _mean(xs: Sequence[float]) -> Optional[float]:
+  return sum(xs) / len(xs) if xs else None
 
 
 def costs_record(store, runner, cell: Optional[Cell]) -> dict:
@@ -112,7 +131,23 @@ def search_strategy(store, runner, settings: Settings) -> dict:
 
 # --- claim 1: proxy fidelity ----------------------------------------------------------------
 def fidelity_cells(store, settings: Settings) -> list[tuple[str, Cell]]:
-  """(origin, cell): the released cell, uniform random cells, the searches' best cells."""
+  """(origin, cell): the released cell, uniform random cells, the searches' best cells.
+
+  Chosen once per work folder and stored (fidelity_cells.json): extending claim 3's searches
+  later must not swap claim 1's cells and orphan their finished trials.
+  """
+  choice = {"num_random": settings.num_random, "num_searched": settings.num_searched,
+            "cell_seed": settings.cell_seed, "num_branches": settings.num_branches}
+  stored = store.read_claim("fidelity_cells")
+  if stored and stored["choice"] == choice:
+    return [(c["origin"], Cell.from_text(c["cell"])) for c in stored["cells"]]
+  cells = _choose_fidelity_cells(store, settings)
+  store.write_claim("fidelity_cells", {"choice": choice, "cells": [
+      {"origin": origin, "cell": cell.text} for origin, cell in cells]})
+  return cells
+
+
+def _choose_fidelity_cells(store, settings: Settings) -> list[tuple[str, Cell]]:
   rng = random.Random(f"dpc_tf.reproduction:{settings.cell_seed}")
   cells = [("released", CITYSCAPES_CELL)]
   searched = store.read_claim("search_strategy")
@@ -135,10 +170,13 @@ def fidelity_cells(store, settings: Settings) -> list[tuple[str, Cell]]:
 def _proxy_rows(store, runner, settings: Settings) -> list[dict]:
   rows = []
   for origin, cell in fidelity_cells(store, settings):
-    proxy = proxy_record(store, runner, cell, settings.proxy_steps, settings)
+    proxies = [proxy_record(store, runner, cell, settings.proxy_steps, settings, seed)
+               for seed in settings.seeds]
     rows.append({"origin": origin, "cell": cell.text, "fingerprint": cell.fingerprint(),
-                 "proxy_miou": proxy["miou"], "proxy_seconds": proxy["seconds"],
-                 "proxy_step_seconds": proxy.get("step_seconds"), "_cell": cell})
+                 "proxy_miou": _mean([p["miou"] for p in proxies]),
+                 "proxy_mious": [p["miou"] for p in proxies],
+                 "proxy_seconds": proxies[0]["seconds"],
+                 "proxy_step_seconds": proxies[0].get("step_seconds"), "_cell": cell})
   return rows
 
 
@@ -147,22 +185,29 @@ def _pick(rows: list[dict]) -> dict:
   return max(rows, key=lambda r: r["proxy_miou"])
 
 
+def _add_full(store, rows: list[dict], settings: Settings) -> list[dict]:
+  """Fills each row's full-task scores from the store; returns the rows with every seed."""
+  for row in rows:
+    scores = stored_full(store, row["_cell"], settings)
+    first = store.get(f"full-s{settings.full_steps}", row["fingerprint"])
+    row.update(full_mious=scores, full_miou=_mean(scores),
+               full_seconds=first and first["seconds"],
+               full_step_seconds=first and first.get("step_seconds"))
+  return [r for r in rows if len(r["full_mious"]) == len(settings.seeds)]
+
+
 def fidelity(store, runner, settings: Settings) -> dict:
   rows = _proxy_rows(store, runner, settings)
   pick = _pick(rows)
   order = [pick] + [r for r in rows if r is not pick]
-  full_record(store, runner, None, settings)  # the ASPP baseline, for claim 2
   stopped = None
-  for row in order:
-    try:
-      full = full_record(store, runner, row["_cell"], settings)
-    except OutOfTime as e:
-      stopped = e
-      full = store.get(f"full-s{settings.full_steps}", row["fingerprint"])
-      if full is None:
-        continue
-    row.update(full_miou=full["miou"], full_seconds=full["seconds"],
-               full_step_seconds=full.get("step_seconds"))
+  try:  # seed by seed, so that a partial run already has every cell's first score
+    for seed in settings.seeds:
+      full_record(store, runner, None, settings, seed)  # the ASPP baseline, for claim 2
+      for row in order:
+        full_record(store, runner, row["_cell"], settings, seed)
+  except OutOfTime as e:
+    stopped = e
   summary = _write_fidelity(store, rows, settings)  # partial results are reported, marked
   if stopped is not None:
     raise stopped
@@ -170,14 +215,23 @@ def fidelity(store, runner, settings: Settings) -> dict:
 
 
 def _write_fidelity(store, rows: list[dict], settings: Settings) -> dict:
-  done = [r for r in rows if r.get("full_miou") is not None]
+  done = _add_full(store, rows, settings)
   summary = {"proxy_steps": settings.proxy_steps, "full_steps": settings.full_steps,
-             "num_cells": len(rows), "num_full": len(done),
+             "seeds": list(settings.seeds), "num_cells": len(rows), "num_full": len(done),
              "complete": len(done) == len(rows),
              "rows": [{k: v for k, v in r.items() if k != "_cell"} for r in rows]}
   if len(done) >= 3:
     rho = stats.spearman([r["proxy_miou"] for r in done], [r["full_miou"] for r in done])
     summary.update(spearman_rho=rho, p_value=stats.spearman_pvalue(rho, len(done)))
+  if len(done) >= 3 and len(settings.seeds) >= 2:
+    by_seed = lambda field: [[r[field][i] for r in done]  # noqa: E731
+                             for i in range(len(settings.seeds))]
+    proxy, full = stats.seed_noise(by_seed("proxy_mious")), stats.seed_noise(by_seed("full_mious"))
+    summary.update(
+        proxy_noise=proxy, full_noise=full,
+        per_seed_rho=[stats.spearman(p, f) for p, f in zip(by_seed("proxy_mious"),
+                                                           by_seed("full_mious"))],
+        rho_ceiling=stats.rho_ceiling(proxy["reliability"], full["reliability"]))
   store.write_claim("fidelity", summary)
   return summary
 
@@ -187,43 +241,43 @@ def vs_aspp(store, runner, settings: Settings) -> dict:
   rows = _proxy_rows(store, runner, settings)
   pick = _pick(rows)
   origins = {r["fingerprint"]: r["origin"] for r in rows}
-  entries = {"aspp": (None, full_record(store, runner, None, settings)),
-             "proxy_pick": (pick["_cell"], full_record(store, runner, pick["_cell"], settings))}
-  randoms = []
-  for row in rows:
-    full = store.get(f"full-s{settings.full_steps}", row["fingerprint"])
-    if full is not None:
-      row["full_miou"] = full["miou"]
-      if row["origin"] == "random":
-        randoms.append(full["miou"])
+  for seed in settings.seeds:
+    full_record(store, runner, None, settings, seed)
+    full_record(store, runner, pick["_cell"], settings, seed)
+  done = _add_full(store, rows, settings)
+  entries = {"aspp": None, "proxy_pick": pick["_cell"]}
   top = sorted(rows, key=lambda r: -r["proxy_miou"])[:settings.num_searched]
-  reranked = [r for r in top if r.get("full_miou") is not None]
+  reranked = [r for r in top if r in done]
   if reranked:
-    best = max(reranked, key=lambda r: r["full_miou"])
-    entries["reranked_pick"] = (best["_cell"], full_record(store, runner, best["_cell"],
-                                                            settings))
-  released = full_record(store, runner, CITYSCAPES_CELL, settings)
-  entries["released_cell"] = (CITYSCAPES_CELL, released)
+    entries["reranked_pick"] = max(reranked, key=lambda r: r["full_miou"])["_cell"]
+  entries["released_cell"] = CITYSCAPES_CELL
+  for seed in settings.seeds:
+    full_record(store, runner, CITYSCAPES_CELL, settings, seed)
+  randoms = sorted(r["full_miou"] for r in done if r["origin"] == "random")
   summary = {"full_steps": settings.full_steps, "proxy_steps": settings.proxy_steps,
-             "entries": {}, "reranked_from": len(reranked), "num_cells": len(rows),
-             "random_full_miou": sorted(randoms)}
-  for name, (cell, full) in entries.items():
+             "seeds": list(settings.seeds), "entries": {}, "reranked_from": len(reranked),
+             "num_cells": len(rows), "random_full_miou": randoms}
+  aspp_scores = stored_full(store, None, settings)
+  for name, cell in entries.items():
     costs = costs_record(store, runner, cell)
+    scores = stored_full(store, cell, settings)
+    diffs = [a - b for a, b in zip(scores, aspp_scores)]  # paired by seed
     summary["entries"][name] = {
-        "cell": None if cell is None else cell.text, "miou": full["miou"],
+        "cell": None if cell is None else cell.text, "miou": _mean(scores), "mious": scores,
         "origin": "hand design" if cell is None else origins.get(cell.fingerprint(), "released"),
-        "proxy_miou": None if cell is None else proxy_record(
-            store, runner, cell, settings.proxy_steps, settings)["miou"],
+        "proxy_miou": None if cell is None else _mean(
+            [proxy_record(store, runner, cell, settings.proxy_steps, settings, s)["miou"]
+             for s in settings.seeds]),
+        "miou_minus_aspp": _mean(diffs), "miou_minus_aspp_se": stats.standard_error(diffs),
         **{k: costs[k] for k in ("head_params", "head_madds", "branch_params",
                                  "branch_madds", "input_shape")}}
   if randoms:
     summary["random_mean"] = sum(randoms) / len(randoms)
     summary["random_max"] = max(randoms)
   aspp = summary["entries"]["aspp"]
-  for name, entry in summary["entries"].items():
+  for entry in summary["entries"].values():
     entry["params_vs_aspp"] = entry["head_params"] / aspp["head_params"]
     entry["madds_vs_aspp"] = entry["head_madds"] / aspp["head_madds"]
-    entry["miou_minus_aspp"] = entry["miou"] - aspp["miou"]
   store.write_claim("vs_aspp", summary)
   return summary
 

@@ -8,6 +8,7 @@ such, never filled in.
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 
@@ -51,10 +52,44 @@ def _save(fig, plot_dir: str, name: str) -> str:
   return name
 
 
+def _seeds(r: dict) -> str:
+  seeds = r.get("seeds", [0])
+  return (f"one seed ({seeds[0]})" if len(seeds) == 1 else
+          f"{len(seeds)} seeds ({', '.join(map(str, seeds))}); a cell's score is its mean")
+
+
+def _sd(xs) -> float:
+  m = sum(xs) / len(xs)
+  return (sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) ** 0.5 if len(xs) > 1 else 0.0
+
+
+def noise_lines(r: dict) -> list[str]:
+  """Claim 1's test-retest table: how far each measurement agrees with itself."""
+  if "full_noise" not in r:
+    return []
+  k = len(r["seeds"])
+  lines = ["How repeatable each ranking is (the same cells, another seed):", "",
+           f"| measurement | rho between two seeds | reliability of the {k}-seed mean | "
+           "seed-to-seed SD of a cell | SD between cells' means |", "|---|---|---|---|---|"]
+  for name, key in (("proxy", "proxy_noise"), ("full task", "full_noise")):
+    n = r[key]
+    lines.append(f"| {name} | {n['retest_rho']:.3f} ({', '.join(f'{x:.2f}' for x in n['retest_rhos'])}) | "
+                 f"{n['reliability']:.3f} | {n['within_sd']:.3f} | {n['between_sd']:.3f} |")
+  ceiling = r["rho_ceiling"]
+  lines += ["", f"Rho per seed (proxy seed s against full task seed s): "
+            f"{', '.join(f'{x:.3f}' for x in r['per_seed_rho'])}.", "",
+            f"Noise ceiling: if the proxy and the full task ranked the cells identically, "
+            f"measurements this noisy would still show a rho of only about **{ceiling:.2f}** "
+            "(the square root of the product of the two reliabilities)" +
+            (f"; the measured rho is {r['spearman_rho'] / ceiling:.2f} of that ceiling." if
+             ceiling > 0 and "spearman_rho" in r else "."), ""]
+  return lines
+
+
 def fidelity_section(r: dict, plot_dir: str) -> list[str]:
   lines = [f"Proxy: {r['proxy_steps']} steps on cached features; full task: the whole model "
-           f"trained end to end for {r['full_steps']} steps. Cells with both scores: "
-           f"{r['num_full']} of {r['num_cells']}.", ""]
+           f"trained end to end for {r['full_steps']} steps; {_seeds(r)}. Cells with every "
+           f"score: {r['num_full']} of {r['num_cells']}.", ""]
   if "spearman_rho" in r:
     lo, hi = PAPER["rho"]
     rho = r["spearman_rho"]
@@ -63,34 +98,49 @@ def fidelity_section(r: dict, plot_dir: str) -> list[str]:
              f"{rho - hi:.2f} above the paper's upper end")
     lines += [f"**Spearman rho = {rho:.3f}** (two-sided p = {r['p_value']:.3g}, "
               f"n = {r['num_full']}); the paper: {lo}-{hi}, so {where}.", ""]
-  done = [x for x in r["rows"] if x.get("full_miou") is not None]
+  lines += noise_lines(r)
+  k = len(r.get("seeds", [0]))
+  done = [x for x in r["rows"] if len(x.get("full_mious", [x.get("full_miou")])) == k
+          and x.get("full_miou") is not None]
   if done:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 4))
     for origin, marker in (("random", "o"), ("searched", "s"), ("released", "*")):
       pts = [x for x in done if x["origin"] == origin]
       if pts:
-        ax.scatter([x["proxy_miou"] for x in pts], [x["full_miou"] for x in pts],
-                   marker=marker, label=origin, s=60 if marker == "*" else 30)
+        spread = lambda f: ([_sd(x[f]) for x in pts] if k > 1 else None)  # noqa: E731
+        ax.errorbar([x["proxy_miou"] for x in pts], [x["full_miou"] for x in pts],
+                    xerr=spread("proxy_mious"), yerr=spread("full_mious"), fmt=marker,
+                    label=origin, ms=9 if marker == "*" else 5, elinewidth=0.6, capsize=0)
     ax.set_xlabel(f"proxy mIOU ({r['proxy_steps']} steps, cached features)")
     ax.set_ylabel(f"full-task mIOU ({r['full_steps']} steps, end to end)")
     ax.set_title(f"Proxy fidelity: Spearman rho = {r.get('spearman_rho', float('nan')):.2f}")
     ax.legend()
     lines += [f"![proxy vs full task](reproduction/{_save(fig, plot_dir, 'fidelity.png')})", ""]
     plt.close(fig)
-  lines += ["| origin | cell | proxy mIOU | full-task mIOU | proxy s | full s |",
-            "|---|---|---|---|---|---|"]
+  if k > 1:
+    lines.append(f"Error bars: seed-to-seed SD over the {k} seeds.")
+  lines += ["", "| origin | cell | proxy mIOU | full-task mIOU | per seed (proxy / full) "
+            "| proxy s | full s |", "|---|---|---|---|---|---|---|"]
   for x in r["rows"]:
+    per_seed = " / ".join(", ".join(f"{v:.2f}" for v in x.get(f, []))
+                          for f in ("proxy_mious", "full_mious"))
     lines.append(f"| {x['origin']} | `{x['cell']}` | {_f(x['proxy_miou'])} | "
-                 f"{_f(x.get('full_miou'))} | {_f(x['proxy_seconds'], 1)} | "
+                 f"{_f(x.get('full_miou'))} | {per_seed} | {_f(x['proxy_seconds'], 1)} | "
                  f"{_f(x.get('full_seconds'), 1)} |")
   return lines
+
+
+def _pm(entry: dict) -> str:
+  se = entry.get("miou_minus_aspp_se")
+  return f"{entry['miou_minus_aspp']:+.3f}" + (f" +- {se:.3f}" if se else "")
 
 
 def vs_aspp_section(r: dict, plot_dir: str) -> list[str]:
   e = r["entries"]
   shape = [1] + e["aspp"]["input_shape"][-3:]
-  lines = [f"Full task: {r['full_steps']} steps end to end. Head costs of the full model's head "
+  lines = [f"Full task: {r['full_steps']} steps end to end, {_seeds(r)} ('vs ASPP': the mean "
+           "of the per-seed differences, +- its standard error). Head costs of the full model's head "
            f"at a {shape[1]}x{shape[2]} input (all its convolutions, batch norm excluded; "
            "'branch' = the paper's convention, branch convolutions only).", "",
            "| head | cell | full-task mIOU | vs ASPP | head params | x ASPP | head MAdds | "
@@ -100,13 +150,13 @@ def vs_aspp_section(r: dict, plot_dir: str) -> list[str]:
            "released_cell": "paper's Cityscapes cell"}
   for key, entry in e.items():
     lines.append(f"| {names.get(key, key)} ({entry.get('origin', '-')}) | `{entry['cell'] or '-'}` | {_f(entry['miou'])} | "
-                 f"{entry['miou_minus_aspp']:+.3f} | {_f(entry['head_params'])} | "
+                 f"{_pm(entry)} | {_f(entry['head_params'])} | "
                  f"{entry['params_vs_aspp']:.2f} | {_f(entry['head_madds'])} | "
                  f"{entry['madds_vs_aspp']:.2f} | {_f(entry['branch_params'])} | "
                  f"{_f(entry['branch_madds'])} |")
   pick = e["proxy_pick"]
   lines += ["", f"The search's pick (best proxy score of the {r.get('num_cells', '?')} cells, "
-            f"a {pick.get('origin')} cell) against ASPP: {pick['miou_minus_aspp']:+.3f} "
+            f"a {pick.get('origin')} cell) against ASPP: {_pm(pick)} "
             f"mIOU with {pick['params_vs_aspp']:.2f}x the head parameters and "
             f"{pick['madds_vs_aspp']:.2f}x the head multiply-adds (the paper: better, with about "
             f"{PAPER['params_ratio']}x the parameters and {PAPER['madds_ratio']}x the FLOPs)."]
@@ -179,8 +229,25 @@ def _short(ratio) -> str:
   return f"{PAPER['cost_ratio'] / ratio:.1f}x short of the paper's 100x"
 
 
+def _paper_scale_lines(plot_dir: str) -> list[str]:
+  """The proxy benchmark's derived paper-scale ratio, when docs/benchmarks/proxy.json exists."""
+  path = os.path.join(os.path.dirname(plot_dir), "benchmarks", "proxy.json")
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    bench = json.load(f)
+  ratio = bench.get("result", {}).get("mobilenet_proxy_vs_xception_full_trial_ratio_paper")
+  if ratio is None:
+    return []
+  crop = bench["result"].get("crop")
+  return ["", f"At the paper's scale (the `proxy` benchmark, docs/benchmarks/proxy.json, "
+          f"{bench.get('date', '?')}: step times measured on this machine at a {crop}x{crop} "
+          "crop, a MobileNet-v2 proxy step on cached features against an Xception-71 + "
+          "decoder training step, scaled by the paper's step counts and batches, not timed as "
+          f"whole trials): **{ratio:.0f}x** ({_short(ratio)})."]
+
+
 def cost_section(r: dict, plot_dir: str) -> list[str]:
-  del plot_dir
   lines = [f"Per trial, measured wall seconds: proxy ({r['proxy_steps']} steps, with evaluation "
            f"and model building) against the full task ({r['full_steps']} steps, with "
            f"evaluation), over the {len(r['pairs'])} cells that have both.", "",
@@ -194,7 +261,7 @@ def cost_section(r: dict, plot_dir: str) -> list[str]:
   if r.get("equal_steps_trial_ratio"):
     lines.append(f"- per-trial ratio at equal step counts (derived: measured ratio x "
                  f"{r['proxy_steps']}/{r['full_steps']}): {_f(r['equal_steps_trial_ratio'], 1)}x")
-  return lines
+  return lines + _paper_scale_lines(plot_dir)
 
 
 SECTIONS = {"fidelity": ("1. Proxy fidelity", fidelity_section),

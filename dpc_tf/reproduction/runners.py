@@ -66,22 +66,26 @@ class TfRunner:
             "depth_multiplier": self.cache_config.depth_multiplier, "head": head}
 
   # --- trials -----------------------------------------------------------------------------
-  def proxy(self, cell, steps: int) -> dict:
+  def proxy(self, cell, steps: int, seed: int = 0) -> dict:
     from dpc_tf.proxy import run_proxy_trial  # pylint: disable=import-outside-toplevel
-    settings = dict(self.trial_settings, steps=int(steps))
+    settings = dict(self.trial_settings, steps=int(steps), seed=int(seed))
     return run_proxy_trial(cell, self.cache_dir, **settings)
 
-  def full(self, cell, key: str, steps: int) -> dict:
-    """Whole-model training and validation mIOU; cell None with key ASPP: the ASPP head."""
+  def full(self, cell, key: str, steps: int, seed: int = 0) -> dict:
+    """Whole-model training and validation mIOU; cell None: the ASPP head. `key` names the
+    model folder (unique per cell and seed); `seed` sets the head's initialisation, the
+    data order and dropout (the backbone always starts from the same pretrained weights)."""
     from dpc_tf.training import train_and_evaluate  # pylint: disable=import-outside-toplevel
-    head = ASPP if key == ASPP else "dpc"
+    head = ASPP if cell is None else "dpc"
     model_dir = os.path.join(self.work_dir, "models", f"full-s{steps}", key)
     started = time.time()
-    record = train_and_evaluate(None if head == ASPP else cell, model_dir, num_steps=int(steps),
+    record = train_and_evaluate(cell, model_dir, num_steps=int(steps),
                                 model_overrides=self.model_overrides(head),
-                                train_overrides={"init_weights": self.checkpoint})
+                                train_overrides={"init_weights": self.checkpoint,
+                                                 "seed": int(seed)})
     trained = record["train"]
-    return {"key": key, "head": head, "cell": record["cell"], "miou": record["miou"],
+    return {"key": key, "head": head, "seed": int(seed), "cell": record["cell"],
+            "miou": record["miou"],
             "per_class_iou": record["per_class_iou"],
             "pixel_accuracy": record["pixel_accuracy"], "steps": int(steps),
             "seconds": time.time() - started, "train": trained,

@@ -66,7 +66,8 @@ class TrainConfig:
       strategy.run on CPU; benchmark before turning it on).
     checkpoint_every, keep_checkpoints: CheckpointManager cadence and retention.
     log_every, summary_every, image_summary_every, num_summary_images: logging cadence.
-    seed, deterministic: input pipeline reproducibility (the pipeline is re-seeded with the
+    seed, deterministic: reproducibility: seed sets the model's initialisation and dropout
+      (keras.utils.set_random_seed) and the input pipeline's order (re-seeded with the
       resume step so that a resumed run does not replay the first batches).
   """
   dataset: str = "dpc_synthetic"

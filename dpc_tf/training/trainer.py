@@ -87,6 +87,8 @@ class Trainer:
     self.custom_model = model_fn is not None
     self.num_classes = self.spec.num_classes
     os.makedirs(model_dir, exist_ok=True)
+    if config.seed is not None:  # the head's initialisation and dropout, not only the data
+      keras.utils.set_random_seed(config.seed)
     with optim.dtype_policy(config.mixed_precision), self.strategy.scope():
       self.model = model_fn() if model_fn else modeling.build_model(
           self.num_classes, self.crop, cell, model_overrides)

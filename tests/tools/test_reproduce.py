@@ -26,15 +26,17 @@ class FakeRunner:
   def _score(self, key, salt):
     return random.Random(f"{key}:{salt}").random()
 
-  def proxy(self, cell, steps):
-    self.calls.append(("proxy", cell.fingerprint(), steps))
-    return {"miou": self._score(cell.fingerprint(), "p"), "seconds": 2.0,
+  def proxy(self, cell, steps, seed=0):
+    self.calls.append(("proxy", cell.fingerprint(), steps, seed))
+    noise = 0.05 * self._score(cell.fingerprint(), f"p{seed}") if seed else 0.0
+    return {"miou": self._score(cell.fingerprint(), "p") + noise, "seconds": 2.0,
             "step_seconds": 0.01}
 
-  def full(self, cell, key, steps):
-    self.calls.append(("full", key, steps))
-    proxy = 0.5 if cell is None else self._score(key, "p")
-    return {"miou": 0.7 * proxy + 0.3 * self._score(key, "f"), "seconds": 60.0,
+  def full(self, cell, key, steps, seed=0):
+    self.calls.append(("full", key, steps, seed))
+    base = ASPP if cell is None else cell.fingerprint()
+    proxy = 0.5 if cell is None else self._score(base, "p")
+    return {"miou": 0.7 * proxy + 0.3 * self._score(base, f"f{seed}"), "seconds": 60.0,
             "step_seconds": 0.2}
 
   def head_costs(self, cell, key):
@@ -90,6 +92,61 @@ def test_claims_resume_without_repeating(tmp_path):
   assert again.calls == []
 
 
+def test_fidelity_cells_stay_when_the_searches_grow(tmp_path):
+  store, runner = ResultStore(str(tmp_path)), FakeRunner()
+  claims.search_strategy(store, runner, SMALL)
+  first = claims.fidelity_cells(store, SMALL)
+  assert [o for o, _ in first].count("searched") == 3
+  longer = dataclasses.replace(SMALL, search_budget=12, search_seeds=(0, 1, 2, 3))
+  claims.search_strategy(store, runner, longer)
+  assert claims._choose_fidelity_cells(store, longer) != first  # chosen afresh: other cells
+  assert claims.fidelity_cells(store, longer) == first  # the chosen set is kept
+  assert claims.fidelity_cells(store, dataclasses.replace(longer, num_random=7)) != first
+
+
+def test_seeds_average_and_measure_noise(tmp_path):
+  store, runner = ResultStore(str(tmp_path)), FakeRunner()
+  seeded = dataclasses.replace(SMALL, seeds=(0, 1, 2))
+  fid = claims.fidelity(store, runner, seeded)
+  assert fid["complete"] and fid["num_full"] == 10 and fid["seeds"] == [0, 1, 2]
+  row = fid["rows"][0]
+  assert len(row["proxy_mious"]) == len(row["full_mious"]) == 3
+  assert row["full_miou"] == pytest.approx(sum(row["full_mious"]) / 3)
+  # the fake's full task is 0.7 x proxy + 0.3 x per-seed noise: seeds agree, imperfectly
+  assert 0.0 < fid["full_noise"]["retest_rho"] < 1.0
+  assert len(fid["full_noise"]["retest_rhos"]) == 3 and len(fid["per_seed_rho"]) == 3
+  assert 0.0 < fid["rho_ceiling"] <= 1.0
+  full_calls = [c for c in runner.calls if c[0] == "full"]
+  assert len(full_calls) == 3 * 11 and len(set(full_calls)) == len(full_calls)  # + ASPP
+  assert store.get("full-s20", "aspp-seed2") is not None and store.get("full-s20", "aspp")
+  aspp = claims.vs_aspp(store, runner, seeded)
+  pick = aspp["entries"]["proxy_pick"]
+  diffs = [a - b for a, b in zip(pick["mious"], aspp["entries"]["aspp"]["mious"])]
+  assert pick["miou_minus_aspp"] == pytest.approx(sum(diffs) / 3)
+  assert pick["miou_minus_aspp_se"] == pytest.approx(stats.standard_error(diffs))
+  assert len([c for c in runner.calls if c[0] == "full"]) == 3 * 11  # claim 2 reused them
+  text = open(report.write_report(store, str(tmp_path / "docs"))).read()
+  assert f"{fid['rho_ceiling']:.2f}**" in text and "3 seeds (0, 1, 2)" in text
+  assert f"{pick['miou_minus_aspp']:+.3f} +- {pick['miou_minus_aspp_se']:.3f}" in text
+
+
+def test_seed_noise_by_hand():
+  perfect = stats.seed_noise([[0.1, 0.2, 0.3, 0.4], [0.2, 0.3, 0.4, 0.5]])
+  assert perfect["retest_rho"] == 1.0 and perfect["reliability"] == 1.0
+  assert perfect["within_sd"] == pytest.approx(0.05 * math.sqrt(2))
+  noisy = stats.seed_noise([[1, 2, 3, 4], [2, 1, 4, 3], [1, 2, 4, 3]])
+  # pair rhos: 0.6, 0.8, 0.8 -> r = 2.2 / 3; Spearman-Brown for 3 seeds: 3r / (1 + 2r)
+  r = 2.2 / 3
+  assert noisy["retest_rho"] == pytest.approx(r)
+  assert noisy["reliability"] == pytest.approx(3 * r / (1 + 2 * r))
+  assert stats.rho_ceiling(0.81, 0.64) == pytest.approx(0.72)
+  assert stats.seed_noise([[1, 2, 3], [3, 2, 1]])["reliability"] == 0.0
+  assert stats.standard_error([1.0, 3.0]) == pytest.approx(1.0)
+  assert stats.standard_error([1.0]) is None
+  with pytest.raises(ValueError, match="2 seeds"):
+    stats.seed_noise([[1, 2, 3]])
+
+
 def test_deadline_stops_and_rerun_finishes(tmp_path):
   store, runner = ResultStore(str(tmp_path)), FakeRunner()
   claims.search_strategy(store, runner, SMALL)
@@ -120,6 +177,12 @@ def test_report_from_stored_json(tmp_path):
     getattr(claims, name)(store, runner, SMALL)
   text = open(report.write_report(store, str(docs))).read()
   assert "Not run yet." not in text and "Spearman rho" in text
+  assert "At the paper's scale" not in text  # no proxy benchmark yet
+  (docs / "benchmarks").mkdir()
+  (docs / "benchmarks" / "proxy.json").write_text(json.dumps({"date": "2026-01-02", "result": {
+      "crop": 257, "mobilenet_proxy_vs_xception_full_trial_ratio_paper": 212.4}}))
+  text = open(report.write_report(store, str(docs))).read()
+  assert "**212x** (at least the paper's saving)" in text and "2026-01-02" in text
   for png in ("fidelity.png", "vs_aspp.png", "search_strategy.png"):
     assert (docs / "reproduction" / png).stat().st_size > 1000
   assert json.loads((docs / "reproduction" / "fidelity.json").read_text())["num_full"] == 10
