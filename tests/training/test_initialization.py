@@ -59,3 +59,12 @@ def test_backbone_keras_weights_file(tmp_path):
   trainer._restore_or_initialize()  # pylint: disable=protected-access
   for mine, theirs in zip(trainer.model.get_layer("backbone").weights, backbone.weights):
     np.testing.assert_array_equal(mine.numpy(), theirs.numpy(), err_msg=mine.path)
+
+
+def test_seed_sets_the_initialisation(tmp_path):
+  def weights(seed, name):
+    trainer = Trainer(_config(seed=seed), str(tmp_path / name), model_overrides=OVERRIDES)
+    return [v.numpy() for v in trainer.model.trainable_variables]
+  first, again, other = weights(3, "a"), weights(3, "b"), weights(4, "c")
+  assert all(np.array_equal(a, b) for a, b in zip(first, again))
+  assert not all(np.array_equal(a, b) for a, b in zip(first, other))
