@@ -73,8 +73,9 @@ def noise_lines(r: dict) -> list[str]:
            "seed-to-seed SD of a cell | SD between cells' means |", "|---|---|---|---|---|"]
   for name, key in (("proxy", "proxy_noise"), ("full task", "full_noise")):
     n = r[key]
-    lines.append(f"| {name} | {n['retest_rho']:.3f} ({', '.join(f'{x:.2f}' for x in n['retest_rhos'])}) | "
-                 f"{n['reliability']:.3f} | {n['within_sd']:.3f} | {n['between_sd']:.3f} |")
+    pairs = ", ".join(f"{x:.2f}" for x in n["retest_rhos"])
+    lines.append(f"| {name} | {n['retest_rho']:.3f} ({pairs}) | {n['reliability']:.3f} | "
+                 f"{n['within_sd']:.3f} | {n['between_sd']:.3f} |")
   ceiling = r["rho_ceiling"]
   lines += ["", f"Rho per seed (proxy seed s against full task seed s): "
             f"{', '.join(f'{x:.3f}' for x in r['per_seed_rho'])}.", "",
@@ -140,8 +141,9 @@ def vs_aspp_section(r: dict, plot_dir: str) -> list[str]:
   e = r["entries"]
   shape = [1] + e["aspp"]["input_shape"][-3:]
   lines = [f"Full task: {r['full_steps']} steps end to end, {_seeds(r)} ('vs ASPP': the mean "
-           "of the per-seed differences, +- its standard error). Head costs of the full model's head "
-           f"at a {shape[1]}x{shape[2]} input (all its convolutions, batch norm excluded; "
+           "of the per-seed differences, +- its standard error). Head costs of the full "
+           f"model's head at a {shape[1]}x{shape[2]} input (all its convolutions, batch norm "
+           "excluded; "
            "'branch' = the paper's convention, branch convolutions only).", "",
            "| head | cell | full-task mIOU | vs ASPP | head params | x ASPP | head MAdds | "
            "x ASPP | branch params | branch MAdds |", "|---|---|---|---|---|---|---|---|---|---|"]
@@ -149,7 +151,8 @@ def vs_aspp_section(r: dict, plot_dir: str) -> list[str]:
            "reranked_pick": f"re-ranked: best full task of the top {r['reranked_from']} by proxy",
            "released_cell": "paper's Cityscapes cell"}
   for key, entry in e.items():
-    lines.append(f"| {names.get(key, key)} ({entry.get('origin', '-')}) | `{entry['cell'] or '-'}` | {_f(entry['miou'])} | "
+    lines.append(f"| {names.get(key, key)} ({entry.get('origin', '-')}) | "
+                 f"`{entry['cell'] or '-'}` | {_f(entry['miou'])} | "
                  f"{_pm(entry)} | {_f(entry['head_params'])} | "
                  f"{entry['params_vs_aspp']:.2f} | {_f(entry['head_madds'])} | "
                  f"{entry['madds_vs_aspp']:.2f} | {_f(entry['branch_params'])} | "
