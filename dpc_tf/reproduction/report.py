@@ -201,8 +201,20 @@ def search_section(r: dict, plot_dir: str) -> list[str]:
               "; ".join(f"{k} {sum(v) / len(v):.3f} (n = {len(v)})"
                         for k, v in sorted(by_origin.items())) + "."]
   lines += ["", f"Local sampling ends higher on {r['local_wins']} of {len(r['seeds'])} seeds "
-            f"({r['ties']} ties); mean gain {r['mean_gain']:+.4f} mIOU.", "",
-            "Mean best-so-far after n trials:", "",
+            f"({r['ties']} ties); mean gain {r['mean_gain']:+.4f} mIOU.", ""]
+  if r.get("top_mean_wins"):
+    ks = list(r["top_mean_wins"])
+    lines += ["Mean proxy mIOU of each search's best k cells (the set a search hands to "
+              "re-ranking), averaged over seeds; wins = seeds where local is higher:", "",
+              "| k | " + " | ".join(s) + " | local - uniform | local wins |",
+              "|---|" + "---|" * (len(s) + 2)]
+    for k in ks:
+      means = [v["mean_top_means"][k] for v in s.values()]
+      gain = s["local"]["mean_top_means"][k] - s["uniform"]["mean_top_means"][k]
+      lines.append(f"| {k} | " + " | ".join(f"{m:.3f}" for m in means) +
+                   f" | {gain:+.4f} | {r['top_mean_wins'][k]} of {len(r['seeds'])} |")
+    lines.append("")
+  lines += ["Mean best-so-far after n trials:", "",
             "| n | " + " | ".join(s) + " |", "|---|" + "---|" * len(s)]
   for i in range(len(s["local"]["mean_best_so_far"])):
     lines.append(f"| {i + 1} | " + " | ".join(f"{v['mean_best_so_far'][i]:.3f}"

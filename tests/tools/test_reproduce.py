@@ -74,6 +74,10 @@ def test_ranks_and_curves():
 def test_claims_resume_without_repeating(tmp_path):
   store, runner = ResultStore(str(tmp_path)), FakeRunner()
   first = claims.search_strategy(store, runner, SMALL)
+  for run in first["runs"]:
+    top = sorted((t["miou"] for t in run["trials"]), reverse=True)
+    assert run["top_means"] == {"1": top[0], "5": pytest.approx(sum(top[:5]) / 5)}  # 6 trials
+  assert 0 <= first["top_mean_wins"]["5"] <= 2 and set(first["top_mean_wins"]) == {"1", "5"}
   fid = claims.fidelity(store, runner, SMALL)
   assert fid["num_cells"] == 1 + 6 + 3 and fid["num_full"] == fid["num_cells"]
   assert {r["origin"] for r in fid["rows"]} == {"released", "random", "searched"}
@@ -177,6 +181,7 @@ def test_report_from_stored_json(tmp_path):
     getattr(claims, name)(store, runner, SMALL)
   text = open(report.write_report(store, str(docs))).read()
   assert "Not run yet." not in text and "Spearman rho" in text
+  assert "best k cells" in text and "| 5 |" in text
   assert "At the paper's scale" not in text  # no proxy benchmark yet
   (docs / "benchmarks").mkdir()
   (docs / "benchmarks" / "proxy.json").write_text(json.dumps({"date": "2026-01-02", "result": {
