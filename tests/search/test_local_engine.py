@@ -105,12 +105,13 @@ def test_unpicklable_trial_function_is_a_clear_error(tmp_path):
     _run(tmp_path, 1, lambda cell: {"miou": 0.0})
 
 
-def _done_count(path):
+def _count(path, status):
+  """Trials with `status` in the store at `path`, read-only (another process writes it)."""
   if not os.path.exists(path):
     return 0
   db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
   try:
-    return db.execute("SELECT COUNT(*) FROM trials WHERE status = 'done'").fetchone()[0]
+    return db.execute("SELECT COUNT(*) FROM trials WHERE status = ?", (status,)).fetchone()[0]
   except sqlite3.OperationalError:
     return 0
   finally:
@@ -137,7 +138,7 @@ def test_sigkill_mid_search_then_resume(tmp_path):
   driver = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   store_path = os.path.join(search_dir, "trials.sqlite")
   deadline = time.time() + 60
-  while _done_count(store_path) < 5 and time.time() < deadline:
+  while _count(store_path, "done") < 5 and time.time() < deadline:
     time.sleep(0.05)
   driver.send_signal(signal.SIGKILL)
   driver.wait()
@@ -171,18 +172,6 @@ def test_sigkill_mid_search_then_resume(tmp_path):
   assert [t.cell_text for t in trials] == [t.cell_text for t in reference.store.trials()]
 
 
-def _running_count(path):
-  if not os.path.exists(path):
-    return 0
-  db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-  try:
-    return db.execute("SELECT COUNT(*) FROM trials WHERE status = 'running'").fetchone()[0]
-  except sqlite3.OperationalError:
-    return 0
-  finally:
-    db.close()
-
-
 def test_sigterm_stops_cleanly_and_gives_the_attempt_back(tmp_path):
   search_dir = str(tmp_path / "search")
   driver = subprocess.Popen(
@@ -191,7 +180,7 @@ def test_sigterm_stops_cleanly_and_gives_the_attempt_back(tmp_path):
       cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   store_path = os.path.join(search_dir, "trials.sqlite")
   deadline = time.time() + 60
-  while _running_count(store_path) < 1 and time.time() < deadline:
+  while _count(store_path, "running") < 1 and time.time() < deadline:
     time.sleep(0.05)
   time.sleep(0.5)  # let the worker start the trial
   driver.send_signal(signal.SIGTERM)
