@@ -72,11 +72,14 @@ def full_record(store, runner, cell: Optional[Cell], settings: Settings,
   return store.get_or_run(kind, key, lambda: runner.full(cell, key, settings.full_steps, seed))
 
 
-def stored_full(store, cell: Optional[Cell], settings: Settings) -> list[float]:
-  """The full-task mIOUs stored for `cell` (None: ASPP), one per seed run so far."""
+def stored_full(store, cell: Optional[Cell], settings: Settings) -> list[Optional[dict]]:
+  """The full-task records of `cell` (None: ASPP), one per seed: None where not run yet."""
   key = ASPP if cell is None else cell.fingerprint()
-  found = [store.get(f"full-s{settings.full_steps}", seed_key(key, s)) for s in settings.seeds]
-  return [r["miou"] for r in found if r is not None]
+  return [store.get(f"full-s{settings.full_steps}", seed_key(key, s)) for s in settings.seeds]
+
+
+def _scores(records: Sequence[Optional[dict]]) -> list[float]:
+  return [r["miou"] for r in records if r is not None]
 
 
 def _mean(xs: Sequence[float]) -> Optional[float]:
@@ -198,8 +201,8 @@ def _pick(rows: list[dict]) -> dict:
 def _add_full(store, rows: list[dict], settings: Settings) -> list[dict]:
   """Fills each row's full-task scores from the store; returns the rows with every seed."""
   for row in rows:
-    scores = stored_full(store, row["_cell"], settings)
-    first = store.get(f"full-s{settings.full_steps}", row["fingerprint"])
+    records = stored_full(store, row["_cell"], settings)
+    scores, first = _scores(records), records[0]  # timings: the first seed's, as the proxy's
     row.update(full_mious=scores, full_miou=_mean(scores),
                full_seconds=first and first["seconds"],
                full_step_seconds=first and first.get("step_seconds"))
@@ -257,7 +260,7 @@ def vs_aspp(store, runner, settings: Settings) -> dict:
   done = _add_full(store, rows, settings)
   entries = {"aspp": None, "proxy_pick": pick["_cell"]}
   top = sorted(rows, key=lambda r: -r["proxy_miou"])[:settings.num_searched]
-  reranked = [r for r in top if r in done]
+  reranked = [r for r in top if any(r is d for d in done)]
   if reranked:
     entries["reranked_pick"] = max(reranked, key=lambda r: r["full_miou"])["_cell"]
   entries["released_cell"] = CITYSCAPES_CELL
@@ -267,17 +270,16 @@ def vs_aspp(store, runner, settings: Settings) -> dict:
   summary = {"full_steps": settings.full_steps, "proxy_steps": settings.proxy_steps,
              "seeds": list(settings.seeds), "entries": {}, "reranked_from": len(reranked),
              "num_cells": len(rows), "random_full_miou": randoms}
-  aspp_scores = stored_full(store, None, settings)
+  aspp_scores = _scores(stored_full(store, None, settings))
+  proxy_means = {r["fingerprint"]: r["proxy_miou"] for r in rows}  # every entry's cell is a row
   for name, cell in entries.items():
     costs = costs_record(store, runner, cell)
-    scores = stored_full(store, cell, settings)
+    scores = _scores(stored_full(store, cell, settings))
     diffs = [a - b for a, b in zip(scores, aspp_scores)]  # paired by seed
     summary["entries"][name] = {
         "cell": None if cell is None else cell.text, "miou": _mean(scores), "mious": scores,
         "origin": "hand design" if cell is None else origins.get(cell.fingerprint(), "released"),
-        "proxy_miou": None if cell is None else _mean(
-            [proxy_record(store, runner, cell, settings.proxy_steps, settings, s)["miou"]
-             for s in settings.seeds]),
+        "proxy_miou": None if cell is None else proxy_means[cell.fingerprint()],
         "miou_minus_aspp": _mean(diffs), "miou_minus_aspp_se": stats.standard_error(diffs),
         **{k: costs[k] for k in ("head_params", "head_madds", "branch_params",
                                  "branch_madds", "input_shape")}}

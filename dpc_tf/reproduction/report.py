@@ -12,6 +12,7 @@ import json
 import os
 import platform
 
+from dpc_tf.reproduction import stats
 from dpc_tf.utils.files import write_json_atomic, write_text_atomic
 
 CLAIMS = ("fidelity", "vs_aspp", "search_strategy", "proxy_cost")
@@ -56,11 +57,6 @@ def _seeds(r: dict) -> str:
   seeds = r.get("seeds", [0])
   return (f"one seed ({seeds[0]})" if len(seeds) == 1 else
           f"{len(seeds)} seeds ({', '.join(map(str, seeds))}); a cell's score is its mean")
-
-
-def _sd(xs) -> float:
-  m = sum(xs) / len(xs)
-  return (sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) ** 0.5 if len(xs) > 1 else 0.0
 
 
 def noise_lines(r: dict) -> list[str]:
@@ -109,7 +105,7 @@ def fidelity_section(r: dict, plot_dir: str) -> list[str]:
     for origin, marker in (("random", "o"), ("searched", "s"), ("released", "*")):
       pts = [x for x in done if x["origin"] == origin]
       if pts:
-        spread = lambda f: ([_sd(x[f]) for x in pts] if k > 1 else None)  # noqa: E731
+        spread = lambda f: ([stats.sample_sd(x[f]) for x in pts] if k > 1 else None)  # noqa: E731
         ax.errorbar([x["proxy_miou"] for x in pts], [x["full_miou"] for x in pts],
                     xerr=spread("proxy_mious"), yerr=spread("full_mious"), fmt=marker,
                     label=origin, ms=9 if marker == "*" else 5, elinewidth=0.6, capsize=0)

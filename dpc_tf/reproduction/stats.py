@@ -39,13 +39,17 @@ def mean_curve(curves: Sequence[Sequence[float]]) -> list[float]:
   return [sum(c[i] for c in curves) / len(curves) for i in range(length)]
 
 
+def sample_sd(xs: Sequence[float]) -> float:
+  """Sample standard deviation (n - 1 denominator); 0 for fewer than two values."""
+  if len(xs) < 2:
+    return 0.0
+  mean = sum(xs) / len(xs)
+  return math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1))
+
+
 def standard_error(xs: Sequence[float]) -> Optional[float]:
   """Standard error of the mean of xs (None below two values)."""
-  if len(xs) < 2:
-    return None
-  mean = sum(xs) / len(xs)
-  var = sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)
-  return math.sqrt(var / len(xs))
+  return sample_sd(xs) / math.sqrt(len(xs)) if len(xs) >= 2 else None
 
 
 def seed_noise(by_seed: Sequence[Sequence[float]]) -> dict:
@@ -62,12 +66,10 @@ def seed_noise(by_seed: Sequence[Sequence[float]]) -> dict:
   pairs = [spearman(by_seed[a], by_seed[b]) for a in range(k) for b in range(a + 1, k)]
   r = sum(pairs) / len(pairs)
   per_cell = [[by_seed[s][i] for s in range(k)] for i in range(n)]
-  sd = lambda xs: math.sqrt(sum((x - sum(xs) / len(xs)) ** 2 for x in xs)  # noqa: E731
-                            / (len(xs) - 1))
   means = [sum(c) / k for c in per_cell]
   return {"retest_rho": r, "retest_rhos": pairs,
           "reliability": k * r / (1 + (k - 1) * r) if r > 0 else 0.0,
-          "within_sd": sum(sd(c) for c in per_cell) / n, "between_sd": sd(means)}
+          "within_sd": sum(sample_sd(c) for c in per_cell) / n, "between_sd": sample_sd(means)}
 
 
 def rho_ceiling(reliability_a: float, reliability_b: float) -> float:
