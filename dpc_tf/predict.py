@@ -20,13 +20,13 @@ FLAGS = flags.FLAGS
 
 def main() -> None:
   # pylint: disable=import-outside-toplevel
-  from dpc_tf.training.errors import UserError
+  from dpc_tf.errors import DpcError
   from dpc_tf.training.predict import predict_images
   saved_model = cli.require_flag("saved_model")
   pattern = cli.require_flag("images")
   output_dir = cli.require_flag("output_dir")
   if not 0.0 <= FLAGS.alpha <= 1.0:
-    raise UserError(f"--alpha must be in [0, 1], got {FLAGS.alpha}")
+    raise DpcError(f"--alpha must be in [0, 1], got {FLAGS.alpha}")
   written = predict_images(saved_model, pattern, output_dir, FLAGS.dataset, FLAGS.alpha)
   print(f"wrote {len(written)} files to {output_dir}", flush=True)
 

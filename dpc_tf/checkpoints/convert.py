@@ -20,13 +20,14 @@ import tensorflow as tf
 
 from dpc_tf.checkpoints import converted
 from dpc_tf.checkpoints.tf1_names import tf1_mapping, weight_keys
+from dpc_tf.errors import DpcError
 from dpc_tf.utils.files import write_json_atomic
 
 _SLOT = re.compile(r"/(Momentum|Adam|Adam_1|RMSProp|RMSProp_1|Adagrad|Ftrl|Ftrl_1)$")
 _OPTIMIZER_GLOBALS = {"beta1_power", "beta2_power", "learning_rate"}
 
 
-class ConversionError(ValueError):
+class ConversionError(DpcError):
   """The checkpoint does not fit the requested model; one line naming the variables."""
 
 

@@ -27,6 +27,7 @@ import keras
 import numpy as np
 
 from dpc_tf.checkpoints.tf1_names import PARTS, weight_keys
+from dpc_tf.errors import DpcError
 
 WEIGHTS_FILE = "weights.h5"
 CONFIG_FILE = "model_config.json"
@@ -35,7 +36,7 @@ FORMAT = "dpc_tf-converted-weights"
 VERSION = 1
 
 
-class ConvertedWeightsError(ValueError):
+class ConvertedWeightsError(DpcError):
   """A converted folder does not fit the model; the message names the weights."""
 
 

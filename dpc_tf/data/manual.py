@@ -14,9 +14,10 @@ import numpy as np
 from etils import epath
 
 from dpc_tf.data.specs import IGNORE_LABEL
+from dpc_tf.errors import DpcError
 
 
-class ManualDirError(FileNotFoundError):
+class ManualDirError(DpcError):
   """A manual_dir lacks a file or folder, or holds one in an unexpected format."""
 
 

@@ -22,10 +22,11 @@ import tensorflow as tf
 
 from dpc_tf.checkpoints import converted
 from dpc_tf.checkpoints.tf1_names import weight_keys
+from dpc_tf.errors import DpcError
 from dpc_tf.utils.files import write_json_atomic
 
 
-class BackboneWeightsError(ValueError):
+class BackboneWeightsError(DpcError):
   """No usable backbone weights; the message says which setting to change."""
 
 

@@ -31,6 +31,7 @@ from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
+from dpc_tf.errors import DpcError
 from dpc_tf.utils.files import write_bytes_atomic, write_json_atomic
 
 FORMAT = "dpc_tf.feature_cache/1"
@@ -38,7 +39,7 @@ MANIFEST = "manifest.json"
 ROLES = ("train", "eval")
 
 
-class CacheError(RuntimeError):
+class CacheError(DpcError):
   """A cache cannot be used as asked; the message is one line naming the cache and why."""
 
 

@@ -1,9 +1,7 @@
-"""The one error type the search raises for anything a user can fix.
+"""The error the search raises for anything a user can fix (a DpcError: one line, exit 2)."""
 
-The command prints its message as a single line and exits, so every message names what is
-wrong and, where possible, what to do about it.
-"""
+from dpc_tf.errors import DpcError
 
 
-class SearchError(RuntimeError):
+class SearchError(DpcError):
   """A search cannot start or continue; the message is one line naming the cause."""

@@ -12,11 +12,13 @@ import dataclasses
 import itertools
 from typing import Union
 
+from dpc_tf.errors import DpcError
+
 RATES = (1, 3, 6, 9, 12, 15, 18, 21)
 GRIDS = (1, 2, 4, 8)
 
 
-class CellError(ValueError):
+class CellError(DpcError):
   """A cell or operator description is invalid; the message names where and why."""
 
 

@@ -15,7 +15,7 @@ Command lines: python -m dpc_tf.{train,evaluate,export,predict}.
 from dpc_tf.training.api import train_and_evaluate
 from dpc_tf.training.config import (EvalConfig, ExportConfig, TrainConfig, eval_config,
                                     export_config, train_config)
-from dpc_tf.training.errors import NonFiniteLossError, UserError
+from dpc_tf.training.errors import NonFiniteLossError
 from dpc_tf.training.evaluation import (evaluate_checkpoint, evaluate_continuously,
                                         evaluate_model, format_table)
 from dpc_tf.training.export import SegmentationModule, export_checkpoint, export_saved_model
@@ -28,7 +28,7 @@ from dpc_tf.training.trainer import Trainer, TrainResult
 
 __all__ = [
     "EvalConfig", "ExportConfig", "NonFiniteLossError", "PolyLearningRate", "Predictor",
-    "SegmentationModule", "TrainConfig", "TrainResult", "Trainer", "UserError",
+    "SegmentationModule", "TrainConfig", "TrainResult", "Trainer",
     "eval_config", "evaluate_checkpoint", "evaluate_continuously", "evaluate_model",
     "export_checkpoint", "export_config", "export_saved_model", "format_table",
     "make_strategy", "parse_gin", "predict_images", "train_and_evaluate", "train_config",

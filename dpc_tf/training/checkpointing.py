@@ -18,7 +18,7 @@ from typing import Optional
 import tensorflow as tf
 
 from dpc_tf.training import strategy as strategy_lib
-from dpc_tf.training.errors import UserError
+from dpc_tf.errors import DpcError
 
 CHECKPOINT_NAME = "ckpt"
 
@@ -61,7 +61,7 @@ class CheckpointKeeper:
     try:
       self.checkpoint.restore(path).assert_existing_objects_matched()
     except (AssertionError, ValueError, tf.errors.OpError) as e:
-      raise UserError(f"checkpoint {path} does not fit this model/optimizer (was model_dir "
+      raise DpcError(f"checkpoint {path} does not fit this model/optimizer (was model_dir "
                       f"trained with another config?): {_one_line(e)}") from None
     return path
 
@@ -82,20 +82,20 @@ def restore_for_inference(model: tf.Module, path: str) -> int:
     status = checkpoint.read(path)
     status.assert_existing_objects_matched()
   except (AssertionError, ValueError, tf.errors.OpError) as e:
-    raise UserError(f"checkpoint {path} does not fit the model built from the gin config: "
+    raise DpcError(f"checkpoint {path} does not fit the model built from the gin config: "
                     f"{_one_line(e)}") from None
   status.expect_partial()  # The optimizer's slots are in the file but not wanted here.
   return int(step.numpy())
 
 
 def require_checkpoint(model_dir: str, checkpoint: Optional[str] = None) -> str:
-  """An explicit checkpoint prefix, or model_dir's newest; UserError when there is none."""
+  """An explicit checkpoint prefix, or model_dir's newest; DpcError when there is none."""
   if checkpoint:
     if not tf.io.gfile.glob(checkpoint + ".index"):
-      raise UserError(f"no checkpoint at {checkpoint} (expected {checkpoint}.index)")
+      raise DpcError(f"no checkpoint at {checkpoint} (expected {checkpoint}.index)")
     return checkpoint
   path = latest_checkpoint(model_dir)
   if path is None:
-    raise UserError(f"no checkpoint in model_dir {model_dir}; train first "
+    raise DpcError(f"no checkpoint in model_dir {model_dir}; train first "
                     f"(python -m dpc_tf.train --model_dir={model_dir} ...)")
   return path

@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 
 import gin
 
-from dpc_tf.training.errors import UserError
+from dpc_tf.errors import DpcError
 
 STRATEGIES = ("default", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
 MIXED_PRECISION = (None, "float16", "bfloat16")
@@ -26,7 +26,7 @@ def _pair(value, what: str) -> Optional[tuple[int, int]]:
     return None
   pair = (value, value) if isinstance(value, int) else tuple(value)
   if len(pair) != 2 or not all(isinstance(v, int) and v > 0 for v in pair):
-    raise UserError(f"{what} must be a positive int or [h, w], got {value!r}")
+    raise DpcError(f"{what} must be a positive int or [h, w], got {value!r}")
   return pair
 
 
@@ -107,22 +107,22 @@ class TrainConfig:
 
   def __post_init__(self):
     if self.strategy not in STRATEGIES:
-      raise UserError(f"train.strategy={self.strategy!r}: choose from {', '.join(STRATEGIES)}")
+      raise DpcError(f"train.strategy={self.strategy!r}: choose from {', '.join(STRATEGIES)}")
     if self.mixed_precision not in MIXED_PRECISION:
-      raise UserError(f"train.mixed_precision={self.mixed_precision!r}: choose None, "
+      raise DpcError(f"train.mixed_precision={self.mixed_precision!r}: choose None, "
                       f"'float16' or 'bfloat16'")
     for name in ("batch_size", "num_steps", "checkpoint_every", "keep_checkpoints",
                  "log_every"):
       value = getattr(self, name)
       if not isinstance(value, int) or value < 1:
-        raise UserError(f"train.{name} must be a positive int, got {value!r}")
+        raise DpcError(f"train.{name} must be a positive int, got {value!r}")
     if not 0 <= self.warmup_steps < self.num_steps:
-      raise UserError(f"train.warmup_steps={self.warmup_steps} must be in [0, num_steps="
+      raise DpcError(f"train.warmup_steps={self.warmup_steps} must be in [0, num_steps="
                       f"{self.num_steps})")
     if self.bn_momentum is not None and not 0.0 <= self.bn_momentum < 1.0:
-      raise UserError(f"train.bn_momentum must be in [0, 1), got {self.bn_momentum}")
+      raise DpcError(f"train.bn_momentum must be in [0, 1), got {self.bn_momentum}")
     if self.base_learning_rate <= 0:
-      raise UserError(f"train.base_learning_rate must be > 0, got {self.base_learning_rate}")
+      raise DpcError(f"train.base_learning_rate must be > 0, got {self.base_learning_rate}")
     object.__setattr__(self, "crop_size", _pair(self.crop_size, "train.crop_size"))
     object.__setattr__(self, "last_layers", tuple(self.last_layers))
 
@@ -153,14 +153,14 @@ class EvalConfig:
 
   def __post_init__(self):
     if not isinstance(self.batch_size, int) or self.batch_size < 1:
-      raise UserError(f"evaluate.batch_size must be a positive int, got {self.batch_size!r}")
+      raise DpcError(f"evaluate.batch_size must be a positive int, got {self.batch_size!r}")
     scales = tuple(float(s) for s in self.scales)
     if not scales or min(scales) <= 0:
-      raise UserError(f"evaluate.scales must be positive numbers, got {self.scales!r}")
+      raise DpcError(f"evaluate.scales must be positive numbers, got {self.scales!r}")
     object.__setattr__(self, "scales", scales)
     object.__setattr__(self, "crop_size", _pair(self.crop_size, "evaluate.crop_size"))
     if self.max_examples is not None and self.max_examples < 1:
-      raise UserError(f"evaluate.max_examples must be >= 1, got {self.max_examples}")
+      raise DpcError(f"evaluate.max_examples must be >= 1, got {self.max_examples}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,14 +1,7 @@
-"""The one exception type the command-line entry points turn into `PROG: error: ...`.
+"""Training's own user-facing error (a DpcError: one line, exit status 2)."""
 
-Anything a user can get wrong (a gin file, a binding, a dataset, a model_dir without a
-checkpoint, a SavedModel path, an image glob) is raised as a UserError with a one-line
-message naming what is wrong and where. Everything else is a bug and keeps its traceback.
-"""
+from dpc_tf.errors import DpcError
 
 
-class UserError(Exception):
-  """A mistake in the user's configuration, paths or inputs (one-line message)."""
-
-
-class NonFiniteLossError(UserError):
+class NonFiniteLossError(DpcError):
   """Training produced a NaN/Inf loss or gradient; the last good checkpoint was kept."""

@@ -28,7 +28,7 @@ import tensorflow as tf
 from dpc_tf import data
 from dpc_tf.training import checkpointing, evaluation, inputs
 from dpc_tf.training.config import EvalConfig, ExportConfig, TrainConfig
-from dpc_tf.training.errors import UserError
+from dpc_tf.errors import DpcError
 from dpc_tf.training.inference import Predictor
 
 SIGNATURE = "serving_default"
@@ -76,7 +76,7 @@ def export_saved_model(model: keras.Model, export_dir: str, spec: data.DatasetSp
     tf.saved_model.save(module, staging, signatures={SIGNATURE: module.serve})
     if os.path.exists(export_dir):
       if not os.path.isfile(os.path.join(export_dir, "saved_model.pb")):
-        raise UserError(f"export_dir {export_dir} exists and is not a SavedModel; "
+        raise DpcError(f"export_dir {export_dir} exists and is not a SavedModel; "
                         f"refusing to replace it")
       shutil.rmtree(export_dir)
     os.replace(staging, export_dir)

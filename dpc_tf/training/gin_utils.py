@@ -14,7 +14,7 @@ from typing import Iterable, Optional
 
 import gin
 
-from dpc_tf.training.errors import UserError
+from dpc_tf.errors import DpcError
 from dpc_tf.utils.files import write_text_atomic
 
 OPERATIVE_CONFIG = "operative_config.gin"
@@ -37,13 +37,13 @@ def _one_line(error: BaseException) -> str:
 
 def parse(gin_files: Iterable[str] = (), bindings: Iterable[str] = (),
           clear: bool = True) -> None:
-  """Parses files then bindings (later ones win); raises UserError naming the culprit."""
+  """Parses files then bindings (later ones win); raises DpcError naming the culprit."""
   register_configurables()
   gin_files = [os.path.expanduser(f) for f in gin_files or ()]
   bindings = list(bindings or ())
   for path in gin_files:
     if not os.path.isfile(path):
-      raise UserError(f"gin file not found: {path}")
+      raise DpcError(f"gin file not found: {path}")
   # `include` paths resolve against the working directory, then the repository's gin/
   # folder (so 'train/cityscapes.gin' works from anywhere). Deliberately not against the
   # including file's folder: search paths are process-global in gin, and adding
@@ -59,7 +59,7 @@ def parse(gin_files: Iterable[str] = (), bindings: Iterable[str] = (),
     with gin.unlock_config():
       gin.parse_config_files_and_bindings(gin_files, bindings, finalize_config=False)
   except (ValueError, SyntaxError, OSError, KeyError, TypeError) as e:
-    raise UserError(f"bad gin configuration: {_one_line(e)}") from None
+    raise DpcError(f"bad gin configuration: {_one_line(e)}") from None
   if not was_locked:
     gin.finalize()
 

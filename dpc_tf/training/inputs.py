@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from dpc_tf import data
 from dpc_tf.training.config import EvalConfig, TrainConfig
-from dpc_tf.training.errors import UserError
+from dpc_tf.errors import DpcError
 
 # What the data package and tfds raise for a dataset that is not there (manual downloads).
 _MISSING_DATA = (FileNotFoundError, AssertionError, OSError)
@@ -24,7 +24,7 @@ def get_spec(name: str) -> data.DatasetSpec:
   try:
     return data.get_spec(name)
   except ValueError as e:
-    raise UserError(str(e)) from None
+    raise DpcError(str(e)) from None
 
 
 def _one_line(error: BaseException) -> str:
@@ -35,10 +35,10 @@ def _pipeline(name: str, split: str, **kwargs) -> tf.data.Dataset:
   try:
     return data.build_input_pipeline(name, split, **kwargs)
   except _MISSING_DATA as e:
-    raise UserError(f"dataset {name!r} split {split!r} is not available: {_one_line(e)}") \
+    raise DpcError(f"dataset {name!r} split {split!r} is not available: {_one_line(e)}") \
         from None
   except ValueError as e:
-    raise UserError(f"dataset {name!r} split {split!r}: {_one_line(e)}") from None
+    raise DpcError(f"dataset {name!r} split {split!r}: {_one_line(e)}") from None
 
 
 def train_crop(config: TrainConfig) -> tuple[int, int]:
@@ -47,7 +47,7 @@ def train_crop(config: TrainConfig) -> tuple[int, int]:
 
 def check_train_data(config: TrainConfig) -> None:
   """Opens the training split once on the host: a missing dataset becomes a one-line
-  UserError before the model is built, not an error inside a distributed dataset function."""
+  DpcError before the model is built, not an error inside a distributed dataset function."""
   _pipeline(config.dataset, config.split, batch_size=1, crop_size=train_crop(config),
             is_training=True, data_dir=config.data_dir, manual_dir=config.manual_dir,
             scales=config.scales, seed=config.seed)
@@ -58,7 +58,7 @@ def distributed_train_dataset(config: TrainConfig, strategy: tf.distribute.Strat
   """The training batches as a distributed dataset (global batch config.batch_size)."""
   replicas = strategy.num_replicas_in_sync
   if config.batch_size % replicas:
-    raise UserError(f"train.batch_size={config.batch_size} is not divisible by the "
+    raise DpcError(f"train.batch_size={config.batch_size} is not divisible by the "
                     f"{replicas} replicas of strategy {config.strategy!r}")
   seed = None if config.seed is None else config.seed + start_step
   crop = train_crop(config)

@@ -16,7 +16,7 @@ import keras
 from absl import logging
 
 from dpc_tf import checkpoints, models, search_space
-from dpc_tf.training.errors import UserError
+from dpc_tf.errors import DpcError
 
 
 def build_model(num_classes: int, crop_size: Sequence[int], cell=None,
@@ -33,7 +33,7 @@ def build_model(num_classes: int, crop_size: Sequence[int], cell=None,
   try:
     return models.deeplab_model(**kwargs)
   except (ValueError, TypeError, search_space.CellError) as e:
-    raise UserError(f"cannot build the model: {' '.join(str(e).split())}") from None
+    raise DpcError(f"cannot build the model: {' '.join(str(e).split())}") from None
 
 
 def configure_batch_norm(model: keras.Model, trainable: bool = True,
@@ -69,7 +69,7 @@ def initialize_from_converted(model: keras.Model, path: str, initialize_last_lay
           parts=None if parts is None else list(parts))
   except (checkpoints.ConvertedWeightsError, OSError, ValueError) as e:
     message = " ".join(str(e).split())
-    raise UserError(f"cannot initialise from {path}: {message}") from None
+    raise DpcError(f"cannot initialise from {path}: {message}") from None
   logging.info("Initialised %s from %s%s", ", ".join(loaded), path,
                "" if initialize_last_layer else " (logits left fresh)")
   return loaded

@@ -18,13 +18,13 @@ from absl import logging
 
 from dpc_tf.data import specs
 from dpc_tf.training import export, summaries
-from dpc_tf.training.errors import UserError
+from dpc_tf.errors import DpcError
 from dpc_tf.utils.files import write_bytes_atomic
 
 
 def _require_saved_model(saved_model: str) -> None:
   if not os.path.isfile(os.path.join(saved_model, "saved_model.pb")):
-    raise UserError(f"no SavedModel at {saved_model} (expected {saved_model}/saved_model.pb)")
+    raise DpcError(f"no SavedModel at {saved_model} (expected {saved_model}/saved_model.pb)")
 
 
 def load(saved_model: str):
@@ -32,7 +32,7 @@ def load(saved_model: str):
   _require_saved_model(saved_model)
   loaded = tf.saved_model.load(saved_model)
   if export.SIGNATURE not in loaded.signatures:
-    raise UserError(f"SavedModel {saved_model} has no {export.SIGNATURE!r} signature "
+    raise DpcError(f"SavedModel {saved_model} has no {export.SIGNATURE!r} signature "
                     f"(it has {', '.join(loaded.signatures) or 'none'})")
   palette = getattr(loaded, "palette", None)
   palette = None if palette is None else palette.numpy().astype(np.uint8)
@@ -46,7 +46,7 @@ def resolve_palette(saved_palette: Optional[np.ndarray], dataset: Optional[str],
     try:
       return specs.get_spec(dataset).palette_array()
     except ValueError as e:
-      raise UserError(str(e)) from None
+      raise DpcError(str(e)) from None
   if saved_palette is not None:
     return saved_palette
   return np.asarray(specs.pascal_palette(max(num_classes, 1)), np.uint8)
@@ -57,7 +57,7 @@ def read_image(path: str) -> np.ndarray:
   try:
     image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
   except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as e:
-    raise UserError(f"cannot read image {path}: {' '.join(e.message.split())}") from None
+    raise DpcError(f"cannot read image {path}: {' '.join(e.message.split())}") from None
   return image.numpy()
 
 
@@ -67,11 +67,11 @@ def predict_images(saved_model: str, pattern: str, output_dir: str,
   _require_saved_model(saved_model)
   paths = sorted(p for p in glob.glob(os.path.expanduser(pattern)) if os.path.isfile(p))
   if not paths:
-    raise UserError(f"no image file matches {pattern!r}")
+    raise DpcError(f"no image file matches {pattern!r}")
   stems = [os.path.splitext(os.path.basename(p))[0] for p in paths]
   duplicates = sorted({s for s in stems if stems.count(s) > 1})
   if duplicates:
-    raise UserError(f"several images share the stem(s) {', '.join(duplicates)}: their "
+    raise DpcError(f"several images share the stem(s) {', '.join(duplicates)}: their "
                     f"outputs would overwrite each other; use a narrower --images pattern")
   serve, saved_palette, _ = load(saved_model)
   os.makedirs(output_dir, exist_ok=True)

@@ -15,7 +15,7 @@ from typing import Optional
 import tensorflow as tf
 
 from dpc_tf.training.config import STRATEGIES
-from dpc_tf.training.errors import UserError
+from dpc_tf.errors import DpcError
 
 
 _CACHE: dict = {}
@@ -37,7 +37,7 @@ def make_strategy(name: str = "default", tpu: Optional[str] = None,
   tpu: TPUStrategy on the TPU named by `tpu` ("" or "local" for a local TPU VM).
   """
   if name not in STRATEGIES:
-    raise UserError(f"unknown strategy {name!r}; choose from {', '.join(STRATEGIES)}")
+    raise DpcError(f"unknown strategy {name!r}; choose from {', '.join(STRATEGIES)}")
   if name == "default":
     return tf.distribute.get_strategy()
   key = (name, tpu, device)
@@ -55,12 +55,12 @@ def _create(name: str, tpu: Optional[str], device: Optional[str]) -> tf.distribu
     return tf.distribute.MirroredStrategy()
   if name == "multi_worker_mirrored":
     if "TF_CONFIG" not in os.environ:
-      raise UserError("strategy multi_worker_mirrored needs the TF_CONFIG environment "
+      raise DpcError("strategy multi_worker_mirrored needs the TF_CONFIG environment "
                       "variable (cluster and task of this worker)")
     try:
       json.loads(os.environ["TF_CONFIG"])
     except ValueError as e:
-      raise UserError(f"TF_CONFIG is not valid JSON: {e}") from None
+      raise DpcError(f"TF_CONFIG is not valid JSON: {e}") from None
     return tf.distribute.MultiWorkerMirroredStrategy()
   resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
       tpu="local" if tpu in (None, "", "local") else tpu)

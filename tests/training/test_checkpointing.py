@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from dpc_tf import models
 from dpc_tf.training import checkpointing
-from dpc_tf.training.errors import UserError
+from dpc_tf.errors import DpcError
 
 CELL = "F:pool@2x2 0:sep3x3@3x6 F:conv1x1 1:sep3x3@1x1 2:pool@1x1"
 
@@ -49,9 +49,9 @@ def test_every_variable_round_trips(tmp_path, head):
 
 
 def test_missing_and_mismatched_checkpoints_are_user_errors(tmp_path):
-  with pytest.raises(UserError, match="no checkpoint in model_dir"):
+  with pytest.raises(DpcError, match="no checkpoint in model_dir"):
     checkpointing.require_checkpoint(str(tmp_path))
-  with pytest.raises(UserError, match="no checkpoint at"):
+  with pytest.raises(DpcError, match="no checkpoint at"):
     checkpointing.require_checkpoint(str(tmp_path), os.path.join(str(tmp_path), "ckpt-3"))
   source = _model("dpc")
   keeper = checkpointing.CheckpointKeeper(str(tmp_path), tf.distribute.get_strategy(), 2,
@@ -59,5 +59,5 @@ def test_missing_and_mismatched_checkpoints_are_user_errors(tmp_path):
   path = keeper.save(1)
   other = models.build_deeplab(7, backbone="mobilenet_v2", depth_multiplier=0.5,
                                crop_size=(65, 65), decoder_output_stride=None)
-  with pytest.raises(UserError, match="does not fit"):
+  with pytest.raises(DpcError, match="does not fit"):
     checkpointing.restore_for_inference(other, path)

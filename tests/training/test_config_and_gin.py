@@ -7,7 +7,7 @@ import gin
 import pytest
 
 from dpc_tf.training import config, gin_utils
-from dpc_tf.training.errors import UserError
+from dpc_tf.errors import DpcError
 
 pytestmark = pytest.mark.usefixtures("clean_gin")
 
@@ -36,37 +36,37 @@ def test_bindings_override_files(helpers):
 
 
 def test_missing_gin_file_is_one_line():
-  with pytest.raises(UserError, match=r"^gin file not found: /nonexistent/x\.gin$"):
+  with pytest.raises(DpcError, match=r"^gin file not found: /nonexistent/x\.gin$"):
     gin_utils.parse(["/nonexistent/x.gin"])
 
 
 def test_typo_in_a_binding_names_the_parameter(helpers):
-  with pytest.raises(UserError) as info:
+  with pytest.raises(DpcError) as info:
     gin_utils.parse([helpers.SYNTHETIC_GIN], ["train.num_stepz = 3"])
   message = str(info.value)
   assert "\n" not in message and "num_stepz" in message and "train" in message
 
 
 def test_unknown_configurable_and_bad_syntax(helpers):
-  with pytest.raises(UserError, match="trian"):
+  with pytest.raises(DpcError, match="trian"):
     gin_utils.parse([], ["trian.num_steps = 3"])
-  with pytest.raises(UserError, match="bad gin configuration"):
+  with pytest.raises(DpcError, match="bad gin configuration"):
     gin_utils.parse([], ["train.num_steps = "])
 
 
 def test_missing_include_names_the_file(tmp_path):
   path = tmp_path / "bad.gin"
   path.write_text("include 'train/no_such_file.gin'\n")
-  with pytest.raises(UserError, match="no_such_file.gin"):
+  with pytest.raises(DpcError, match="no_such_file.gin"):
     gin_utils.parse([str(path)])
 
 
 def test_config_values_are_validated():
-  with pytest.raises(UserError, match="train.strategy"):
+  with pytest.raises(DpcError, match="train.strategy"):
     config.TrainConfig(strategy="mirrorred")
-  with pytest.raises(UserError, match="train.batch_size"):
+  with pytest.raises(DpcError, match="train.batch_size"):
     config.TrainConfig(batch_size=0)
-  with pytest.raises(UserError, match="evaluate.scales"):
+  with pytest.raises(DpcError, match="evaluate.scales"):
     config.EvalConfig(scales=[])
   assert config.TrainConfig(crop_size=65).crop_size == (65, 65)
 

@@ -5,7 +5,7 @@ import pytest
 
 from dpc_tf import checkpoints, models
 from dpc_tf.training.config import TrainConfig
-from dpc_tf.training.errors import UserError
+from dpc_tf.errors import DpcError
 from dpc_tf.training.trainer import Trainer
 
 pytestmark = pytest.mark.usefixtures("clean_gin")  # deeplab_model reads global bindings
@@ -46,7 +46,7 @@ def test_converted_weights_are_loaded(tmp_path, initialize_last_layer):
 def test_bad_converted_folder_is_a_user_error(tmp_path):
   trainer = Trainer(_config(init_weights=str(tmp_path)), str(tmp_path / "run"),
                     model_overrides=OVERRIDES)
-  with pytest.raises(UserError, match="cannot initialise from"):
+  with pytest.raises(DpcError, match="cannot initialise from"):
     trainer._restore_or_initialize()  # pylint: disable=protected-access
 
 
