@@ -21,7 +21,9 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["dpc_tf", "dpc_tf.*"]),
-    package_data={"dpc_tf": ["cells/*.json"]},
+    # The shipped gin configs (the repository's gin/ links to dpc_tf/configs/) travel with
+    # the package, so `--gin_file=gin/search/fake_demo.gin` works after `pip install .`.
+    package_data={"dpc_tf": ["cells/*.json", "configs/*/*.gin"]},
     install_requires=[
         "tensorflow>=2.16",  # Keras 3
         "tensorflow-datasets",
@@ -38,5 +40,13 @@ setup(
         "pascal": ["pillow", "scipy"],  # VOC palette PNGs and SBD .mat files
         "test": ["pytest", "hypothesis", "matplotlib", "pillow", "scipy", "ray[tune]>=2.60"],
     },
+    entry_points={"console_scripts": [
+        f"dpc-{name.replace('_', '-')}=dpc_tf.{module}:run" for name, module in (
+            ("train", "train"), ("evaluate", "evaluate"), ("export", "export"),
+            ("predict", "predict"), ("cache_features", "cache_features"),
+            ("proxy", "proxy.__main__"), ("search", "search.__main__"),
+            ("model_stats", "model_stats"), ("render_cell", "render_cell"),
+            ("convert_checkpoint", "convert_checkpoint"), ("benchmark", "benchmark"),
+            ("reproduce", "reproduce"))]},
     license="Apache-2.0",
 )

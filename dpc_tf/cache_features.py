@@ -11,24 +11,39 @@ saying what differs. The design (augmented views, label resolution) is documente
 dpc_tf/proxy/cache_builder.py. Prints a one-line JSON summary at the end.
 """
 
-import sys
+import json
 
-from absl import app, flags
+from absl import flags
 
-flags.DEFINE_multi_string("gin_file", [], "Gin config file(s), e.g. gin/proxy/synthetic.gin.")
-flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings, e.g. 'feature_cache.shard_size=32'.")
+from dpc_tf import app
+
+app.define_gin_flags()
 flags.DEFINE_string("cache_dir", None, "Folder of the feature cache (created if missing).")
 flags.DEFINE_list("roles", ["train", "eval"], "Which roles to cache: train (the training "
                   "split, augmented views) and/or eval (the validation split).")
 FLAGS = flags.FLAGS
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  from dpc_tf.proxy.cli import cache_main  # pylint: disable=import-outside-toplevel
-  sys.exit(cache_main(FLAGS.gin_file, FLAGS.gin_bindings, FLAGS.cache_dir, FLAGS.roles))
+def main() -> None:
+  # pylint: disable=import-outside-toplevel
+  from dpc_tf.proxy import config
+  from dpc_tf.proxy.cache_builder import make_cache
+  cache_dir = app.required("cache_dir")
+  config.register_trial_config()  # TODO(merge): search branch changes this
+  app.parse_gin(config.MODULES)
+  cache_config, pretrain_config, _ = config.configured()
+  manifest = make_cache(cache_dir, cache_config, pretrain_config, tuple(FLAGS.roles))
+  summary = {"cache_dir": cache_dir, **{k: manifest["identity"][k] for k in (
+      "backbone", "checkpoint_fingerprint", "dataset", "output_stride")}}
+  for role in FLAGS.roles:
+    entry = manifest["roles"][role]
+    summary[role] = {"count": entry["count"], "shards": len(entry["shards"]),
+                     "feature_shape": entry["feature_shape"], "label_shape": entry["label_shape"]}
+  print(json.dumps(summary))
 
+
+run = app.command("dpc_tf.cache_features", main,
+                  on_interrupt="finished shards are kept, run the same command to resume")
 
 if __name__ == "__main__":
-  app.run(main)
+  run()

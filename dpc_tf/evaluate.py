@@ -8,9 +8,11 @@ continuous evaluation of new checkpoints: `--gin_bindings='evaluate.continuous =
 
 from absl import flags, logging
 
-from dpc_tf.training import cli
+from dpc_tf import app
 
-cli.define_gin_flags("The training run's folder (checkpoints; results are written here).")
+app.define_gin_flags()
+flags.DEFINE_string("model_dir", None, "The training run's folder (checkpoints; results are "
+                    "written here).")
 flags.DEFINE_string("checkpoint", None, "A checkpoint prefix to score instead of the newest.")
 FLAGS = flags.FLAGS
 
@@ -18,9 +20,9 @@ FLAGS = flags.FLAGS
 def main() -> None:
   # pylint: disable=import-outside-toplevel
   from dpc_tf.training import evaluation
-  from dpc_tf.training.config import eval_config, train_config
-  model_dir = cli.require_flag("model_dir")
-  cli.parse_gin(model_dir, default_to_operative=True)
+  from dpc_tf.training.config import MODULES, eval_config, train_config
+  model_dir = app.required("model_dir")
+  app.parse_gin(MODULES, default_dir=model_dir)
   train, config = train_config(), eval_config()
   if config.continuous:
     report = lambda result: print(evaluation.format_table(result), flush=True)
@@ -31,5 +33,7 @@ def main() -> None:
   logging.info("Wrote %s", evaluation.results_path(model_dir, config))
 
 
+run = app.command("dpc_tf.evaluate", main)
+
 if __name__ == "__main__":
-  cli.run("dpc_tf.evaluate", main)
+  run()

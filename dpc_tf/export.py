@@ -8,9 +8,11 @@ operative config saved by training is used.
 
 from absl import flags, logging
 
-from dpc_tf.training import cli
+from dpc_tf import app
 
-cli.define_gin_flags("The training run's folder (its newest checkpoint is exported).")
+app.define_gin_flags()
+flags.DEFINE_string("model_dir", None, "The training run's folder (its newest checkpoint is "
+                    "exported).")
 flags.DEFINE_string("export_dir", None, "Where the SavedModel is written (replaced if it "
                     "holds one).")
 flags.DEFINE_string("checkpoint", None, "A checkpoint prefix to export instead of the newest.")
@@ -20,15 +22,17 @@ FLAGS = flags.FLAGS
 def main() -> None:
   # pylint: disable=import-outside-toplevel
   from dpc_tf.training import export
-  from dpc_tf.training.config import eval_config, export_config, train_config
-  model_dir = cli.require_flag("model_dir")
-  export_dir = cli.require_flag("export_dir")
-  cli.parse_gin(model_dir, default_to_operative=True)
+  from dpc_tf.training.config import MODULES, eval_config, export_config, train_config
+  model_dir = app.required("model_dir")
+  export_dir = app.required("export_dir")
+  app.parse_gin(MODULES, default_dir=model_dir)
   info = export.export_checkpoint(train_config(), eval_config(), export_config(), model_dir,
                                   export_dir, FLAGS.checkpoint)
   logging.info("Exported %s", info)
   print(f"SavedModel written to {info['export_dir']} (step {info['step']})", flush=True)
 
 
+run = app.command("dpc_tf.export", main)
+
 if __name__ == "__main__":
-  cli.run("dpc_tf.export", main)
+  run()

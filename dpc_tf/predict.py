@@ -7,7 +7,7 @@ stored in the SavedModel or that of --dataset).
 
 from absl import flags
 
-from dpc_tf.training import cli
+from dpc_tf import app
 
 flags.DEFINE_string("saved_model", None, "A SavedModel folder written by dpc_tf.export.")
 flags.DEFINE_string("images", None, "Glob of the images to segment (quote it).")
@@ -22,14 +22,16 @@ def main() -> None:
   # pylint: disable=import-outside-toplevel
   from dpc_tf.errors import DpcError
   from dpc_tf.training.predict import predict_images
-  saved_model = cli.require_flag("saved_model")
-  pattern = cli.require_flag("images")
-  output_dir = cli.require_flag("output_dir")
+  saved_model = app.required("saved_model")
+  pattern = app.required("images")
+  output_dir = app.required("output_dir")
   if not 0.0 <= FLAGS.alpha <= 1.0:
     raise DpcError(f"--alpha must be in [0, 1], got {FLAGS.alpha}")
   written = predict_images(saved_model, pattern, output_dir, FLAGS.dataset, FLAGS.alpha)
   print(f"wrote {len(written)} files to {output_dir}", flush=True)
 
 
+run = app.command("dpc_tf.predict", main)
+
 if __name__ == "__main__":
-  cli.run("dpc_tf.predict", main)
+  run()

@@ -6,19 +6,20 @@ Resumes automatically from the newest checkpoint in --model_dir. Settings are gi
 
 from absl import flags, logging
 
-from dpc_tf.training import cli
+from dpc_tf import app
 
-cli.define_gin_flags("Where checkpoints, summaries and the operative gin config go; a "
-                     "checkpoint already there is resumed.")
+app.define_gin_flags()
+flags.DEFINE_string("model_dir", None, "Where checkpoints, summaries and the operative gin "
+                    "config go; a checkpoint already there is resumed.")
 FLAGS = flags.FLAGS
 
 
 def main() -> None:
   # pylint: disable=import-outside-toplevel
-  from dpc_tf.training.config import eval_config, export_config, train_config
+  from dpc_tf.training.config import MODULES, eval_config, export_config, train_config
   from dpc_tf.training.trainer import Trainer
-  model_dir = cli.require_flag("model_dir")
-  cli.parse_gin()
+  model_dir = app.required("model_dir")
+  app.parse_gin(MODULES)
   config = train_config()
   # Built now so that a bad evaluate.* / export.* binding fails before hours of training,
   # and so that their values land in the operative config evaluate/export default to.
@@ -28,5 +29,8 @@ def main() -> None:
   logging.info("Finished at step %d: %s", result.step, result.as_dict())
 
 
+run = app.command("dpc_tf.train", main,
+                  on_interrupt="the newest checkpoint is kept; run the same command to resume")
+
 if __name__ == "__main__":
-  cli.run("dpc_tf.train", main)
+  run()

@@ -16,6 +16,7 @@ import keras
 
 from dpc_tf import search_space
 from dpc_tf.backbones import build_backbone, check_backbone
+from dpc_tf.errors import DpcError
 from dpc_tf.layers import ASPP, DensePredictionCell, common
 from dpc_tf.models.decoder import Decoder, ResizeLike
 
@@ -30,7 +31,7 @@ def parse_decoder_output_stride(text: str) -> Optional[int]:
   try:
     return int(text)
   except ValueError:
-    raise ValueError(f"--decoder_output_stride must be 4 or none, got {text}") from None
+    raise DpcError(f"--decoder_output_stride must be 4 or none, got {text}") from None
 HEAD_OUTPUT_STRIDES = (8, 16)
 
 

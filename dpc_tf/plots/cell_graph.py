@@ -10,6 +10,7 @@ import os
 from typing import Optional
 
 from dpc_tf import search_space
+from dpc_tf.errors import DpcError
 from dpc_tf.search_space import FEATURES, Cell
 
 
@@ -17,7 +18,7 @@ def _require_matplotlib():
   try:
     import matplotlib  # pylint: disable=import-outside-toplevel
   except ImportError:
-    raise ImportError("drawing needs matplotlib: pip install 'dpc-tf[plots]'") from None
+    raise DpcError("drawing needs matplotlib: pip install 'dpc-tf[plots]'") from None
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
   return plt
@@ -49,7 +50,7 @@ def render_cell(cell: Cell, path: str, title: Optional[str] = None) -> str:
   """Writes the diagram to `path` (.png or .svg, chosen by the extension); returns path."""
   extension = os.path.splitext(path)[1].lower()
   if extension not in (".png", ".svg"):
-    raise ValueError(f"{path}: the picture must be .png or .svg")
+    raise DpcError(f"{path}: the picture must be .png or .svg")
   plt = _require_matplotlib()
   pos = layout(cell)
   fig, ax = plt.subplots(figsize=(1.75 * len(cell) + 1.0, 5.2))

@@ -9,12 +9,14 @@ the last line of stdout. --make_cache first builds (or resumes, or reuses) the c
 the same gin config, as `python -m dpc_tf.cache_features` would.
 """
 
-import sys
+import dataclasses
+import json
 
-from absl import app, flags
+from absl import flags
 
-flags.DEFINE_multi_string("gin_file", [], "Gin config file(s), e.g. gin/proxy/synthetic.gin.")
-flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings, e.g. 'proxy_trial.steps = 100'.")
+from dpc_tf import app
+
+app.define_gin_flags()
 flags.DEFINE_string("cache_dir", None, "Feature cache folder (python -m dpc_tf.cache_features).")
 flags.DEFINE_string("cell", None, "Cell JSON file (released DeepLab format), 'released', or "
                     "compact text such as 'F:sep3x3@1x6 0:conv1x1'.")
@@ -23,13 +25,28 @@ flags.DEFINE_string("output", None, "Also write the score record to this JSON fi
 FLAGS = flags.FLAGS
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  from dpc_tf.proxy.cli import trial_main  # pylint: disable=import-outside-toplevel
-  sys.exit(trial_main(FLAGS.gin_file, FLAGS.gin_bindings, FLAGS.cache_dir, FLAGS.cell,
-                      FLAGS.make_cache, FLAGS.output))
+def main() -> None:
+  # pylint: disable=import-outside-toplevel
+  from dpc_tf import search_space
+  from dpc_tf.proxy import config
+  from dpc_tf.proxy.cache_builder import make_cache
+  from dpc_tf.proxy.trial import run_proxy_trial
+  from dpc_tf.utils.files import write_text_atomic
+  cache_dir = app.required("cache_dir")
+  cell = search_space.as_cell(app.required("cell"))
+  config.register_trial_config()  # TODO(merge): search branch changes this
+  app.parse_gin(config.MODULES)
+  cache_config, pretrain_config, trial_config = config.configured()
+  if FLAGS.make_cache:
+    make_cache(cache_dir, cache_config, pretrain_config)
+  record = run_proxy_trial(cell, cache_dir, **dataclasses.asdict(trial_config))
+  line = json.dumps(record)
+  if FLAGS.output:
+    write_text_atomic(FLAGS.output, line + "\n")
+  print(line)
 
+
+run = app.command("dpc_tf.proxy", main)
 
 if __name__ == "__main__":
-  app.run(main)
+  run()

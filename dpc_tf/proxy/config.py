@@ -92,6 +92,9 @@ class PretrainConfig:
     return self.output_root or _default_pretrain_root()
 
 
+MODULES = ("dpc_tf.proxy.config",)
+"""The modules whose configurables proxy configs bind (registered before parsing)."""
+
 feature_cache = gin.external_configurable(CacheConfig, "feature_cache", module="dpc_tf.proxy")
 pretrain_backbone = gin.external_configurable(PretrainConfig, "pretrain_backbone",
                                               module="dpc_tf.proxy")
@@ -112,20 +115,3 @@ def configured() -> tuple[CacheConfig, PretrainConfig, TrialConfig]:
   """The three configs as the parsed gin bindings make them."""
   return (feature_cache(), pretrain_backbone(),
           _proxy_trial() if _proxy_trial is not None else TrialConfig())
-
-
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def parse(gin_files: Sequence[str], bindings: Sequence[str] = ()) -> None:
-  """Parses gin files and bindings. A relative path not found from the working folder is
-  looked up from the repository root (so gin/proxy/synthetic.gin works from anywhere)."""
-  gin.add_config_file_search_path(_REPO_ROOT)
-  resolved = []
-  for path in gin_files:
-    if not os.path.isfile(path) and os.path.isfile(os.path.join(_REPO_ROOT, path)):
-      path = os.path.join(_REPO_ROOT, path)
-    if not os.path.isfile(path):
-      raise FileNotFoundError(f"--gin_file {path}: no such file")
-    resolved.append(path)
-  gin.parse_config_files_and_bindings(resolved, list(bindings))

@@ -14,6 +14,8 @@ import os
 import time
 from typing import Optional, Sequence
 
+from dpc_tf import gin_config
+
 DEFAULT_GIN = ("gin/proxy/synthetic.gin", "gin/train/synthetic.gin")
 ASPP = "aspp"  # the key of the ASPP baseline's full-task record
 
@@ -31,7 +33,7 @@ class TfRunner:
     import dpc_tf.search.stages  # pylint: disable=import-outside-toplevel,unused-import
     import dpc_tf.training.config  # pylint: disable=import-outside-toplevel,unused-import
     self.work_dir = work_dir
-    proxy_config.parse(list(gin_files), list(bindings))
+    gin_config.parse(list(gin_files), list(bindings), modules=proxy_config.MODULES)
     self.cache_config, self.pretrain_config = (proxy_config.feature_cache(),
                                                proxy_config.pretrain_backbone())
     trial = TrialConfig.from_kwargs(**gin.get_bindings("proxy_trial"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from typing import Sequence
 
 from dpc_tf.search_space import operators as ops_lib
@@ -88,10 +89,12 @@ class Cell:
   @classmethod
   def load(cls, path: str) -> "Cell":
     try:
-      with open(path) as f:
+      with open(path, encoding="utf-8") as f:
         text = f.read()
     except OSError as e:
       raise CellError(f"cannot read cell file {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+      raise CellError(f"cell file {path} is not UTF-8 text") from None
     try:
       return cls.from_json(text)
     except CellError as e:
@@ -171,10 +174,20 @@ class Cell:
 
 
 def as_cell(value) -> Cell:
-  """A Cell from a Cell, its released JSON (a list, or a string starting with '[') or its
-  compact text form; invalid input raises CellError."""
+  """The one Cell-from-anything converter (flags, gin values, layer configs):
+
+  a Cell; None or "released" (the paper's Cityscapes cell); a path to a cell JSON file
+  (ends in .json, or exists); released JSON (a list, or a string starting with '['); or
+  the compact text form. Invalid input raises CellError naming what is wrong.
+  """
   if isinstance(value, Cell):
     return value
+  if value is None or value == "released":
+    from dpc_tf.search_space.released import CITYSCAPES_CELL  # pylint: disable=import-outside-toplevel
+    return CITYSCAPES_CELL
+  if isinstance(value, os.PathLike) or (isinstance(value, str) and (
+      value.endswith(".json") or os.path.isfile(value))):
+    return Cell.load(os.fspath(value))
   if isinstance(value, str) and not value.lstrip().startswith("["):
     return Cell.from_text(value)
   return Cell.from_json(value if isinstance(value, str) else list(value))

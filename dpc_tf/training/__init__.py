@@ -14,12 +14,11 @@ Command lines: python -m dpc_tf.{train,evaluate,export,predict}.
 
 from dpc_tf.training.api import train_and_evaluate
 from dpc_tf.training.config import (EvalConfig, ExportConfig, TrainConfig, eval_config,
-                                    export_config, train_config)
+                                    export_config, parse_gin, train_config)
 from dpc_tf.training.errors import NonFiniteLossError
 from dpc_tf.training.evaluation import (evaluate_checkpoint, evaluate_continuously,
                                         evaluate_model, format_table)
 from dpc_tf.training.export import SegmentationModule, export_checkpoint, export_saved_model
-from dpc_tf.training.gin_utils import parse as parse_gin
 from dpc_tf.training.inference import Predictor
 from dpc_tf.training.predict import predict_images
 from dpc_tf.training.schedule import PolyLearningRate

@@ -15,10 +15,19 @@ from typing import Optional, Sequence
 
 import gin
 
+from dpc_tf import gin_config
 from dpc_tf.errors import DpcError
 
 STRATEGIES = ("default", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
 MIXED_PRECISION = (None, "float16", "bfloat16")
+
+MODULES = ("dpc_tf.data", "dpc_tf.models", "dpc_tf.training.config")
+"""The modules whose configurables training configs bind (registered before parsing)."""
+
+
+def parse_gin(gin_files: Sequence[str] = (), bindings: Sequence[str] = ()) -> list[str]:
+  """dpc_tf.gin_config.parse with every training configurable registered."""
+  return gin_config.parse(gin_files, bindings, modules=MODULES)
 
 
 def _pair(value, what: str) -> Optional[tuple[int, int]]:

@@ -28,11 +28,11 @@ import tensorflow as tf
 from absl import logging
 
 from dpc_tf import models
+from dpc_tf.gin_config import save_operative_config
 from dpc_tf.training import checkpointing, inputs, losses, modeling, optimizer as optim
 from dpc_tf.training import strategy as strategy_lib, summaries
 from dpc_tf.training.config import TrainConfig
 from dpc_tf.training.errors import NonFiniteLossError
-from dpc_tf.training.gin_utils import save_operative_config
 from dpc_tf.training.progress import ProgressMeter
 
 ModelFn = Callable[[], keras.Model]

@@ -6,7 +6,7 @@ control loop). Per trial, overhead = (result recorded - dispatched) - time insid
 function, from the store's own timestamps; the first trial also pays for starting workers
 (and Ray Tune's experiment), so it is reported apart from the steady state.
 
-    python tools/benchmark.py search [--search_trials=8 --search_trial_seconds=2]
+    python -m dpc_tf.benchmark search [--search_trials=8 --search_trial_seconds=2]
 
 With --search_demo_trials=N > 0 it also runs N trials of gin/search/synthetic_demo.gin (the
 real proxy on dpc_synthetic; the backbone and feature cache are made once under

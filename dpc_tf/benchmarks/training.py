@@ -26,10 +26,7 @@ import time
 
 from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _child as child  # pylint: disable=wrong-import-position  (also when run as a script)
-
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from dpc_tf.benchmarks import _child as child
 
 TRAIN_CONFIGS = {
     "mobilenet_v2_dpc": dict(backbone="mobilenet_v2", head="dpc"),
@@ -125,11 +122,11 @@ def run() -> dict:
     spec = {"kind": "train", "config": name, "crop": FLAGS.training_crop,
             "batch": FLAGS.training_batch, "steps": FLAGS.training_steps}
     result["train"][name] = {**TRAIN_CONFIGS[name],
-                             **child.run_child(__file__, spec, FLAGS.training_child_timeout_s)}
+                             **child.run_child(__name__, spec, FLAGS.training_child_timeout_s)}
   spec = {"kind": "serve", "size": FLAGS.training_serve_size,
           "repeats": FLAGS.training_serve_repeats}
   result["serve"] = {"model": "mobilenet_v2_dpc", "size": FLAGS.training_serve_size,
-                     **child.run_child(__file__, spec, FLAGS.training_child_timeout_s)}
+                     **child.run_child(__name__, spec, FLAGS.training_child_timeout_s)}
   result["load_average_after"] = [round(l, 2) for l in os.getloadavg()]
   return result
 

@@ -1,6 +1,6 @@
 """Converts a released TF1 DeepLab checkpoint into weights dpc_tf models load.
 
-  python tools/convert_deeplab_checkpoint.py --checkpoint=PREFIX --backbone=xception_71 \\
+  python -m dpc_tf.convert_checkpoint --checkpoint=PREFIX --backbone=xception_71 \\
       (--cell=CELL.json | --head=aspp) [--decoder_output_stride=4|none] --num_classes=19 \\
       --output_dir=DIR [--backbone_only] [--skip_logits] [--depth_multiplier=1.0] [--overwrite]
 
@@ -9,18 +9,16 @@ build_deeplab arguments) and DIR/mapping.json (Keras weight key -> TF1 variable,
 was skipped and what went unused); load with
 dpc_tf.checkpoints.load_converted_weights(model, DIR[, skip_logits=True]). global_step,
 optimizer slots, ImageNet classifiers and MobileNet's 1280-channel conv are skipped and
-listed. A missing variable or a shape mismatch exits 1 with one line naming the
+listed. A missing variable or a shape mismatch exits 2 with one line naming the
 variable(s), and nothing is written (the folder appears whole or not at all).
 --backbone_only converts the backbone alone (e.g. an ImageNet checkpoint): load it into a
 model whose head, decoder and logits stay freshly initialised.
 """
 
-import os
-import sys
+from absl import flags, logging
 
-from absl import app, flags, logging
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from dpc_tf import app
+from dpc_tf.errors import DpcError
 
 flags.DEFINE_string("checkpoint", None, "TF1 checkpoint prefix (e.g. .../model.ckpt).")
 flags.DEFINE_enum("backbone", "xception_71",
@@ -41,22 +39,16 @@ flags.mark_flags_as_required(["checkpoint", "num_classes", "output_dir"])
 FLAGS = flags.FLAGS
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  from dpc_tf import checkpoints, models, search_space  # pylint: disable=import-outside-toplevel
-  try:
-    if FLAGS.cell and FLAGS.head == "aspp":
-      raise ValueError("--cell and --head=aspp exclude each other")
-    report = checkpoints.convert_checkpoint(
-        FLAGS.checkpoint, FLAGS.output_dir, FLAGS.num_classes, backbone=FLAGS.backbone,
-        head=FLAGS.head, cell=FLAGS.cell,
-        decoder_output_stride=models.parse_decoder_output_stride(FLAGS.decoder_output_stride),
-        depth_multiplier=FLAGS.depth_multiplier, backbone_only=FLAGS.backbone_only,
-        skip_logits=FLAGS.skip_logits, overwrite=FLAGS.overwrite)
-  except (checkpoints.ConversionError, search_space.CellError, ValueError) as e:
-    print(f"convert_deeplab_checkpoint: error: {e}", file=sys.stderr)
-    return 1
+def main() -> None:
+  from dpc_tf import checkpoints, models  # pylint: disable=import-outside-toplevel
+  if FLAGS.cell and FLAGS.head == "aspp":
+    raise DpcError("--cell and --head=aspp exclude each other")
+  report = checkpoints.convert_checkpoint(
+      FLAGS.checkpoint, FLAGS.output_dir, FLAGS.num_classes, backbone=FLAGS.backbone,
+      head=FLAGS.head, cell=FLAGS.cell,
+      decoder_output_stride=models.parse_decoder_output_stride(FLAGS.decoder_output_stride),
+      depth_multiplier=FLAGS.depth_multiplier, backbone_only=FLAGS.backbone_only,
+      skip_logits=FLAGS.skip_logits, overwrite=FLAGS.overwrite)
   for name, reason in report.skipped.items():
     logging.info("skipped %s (%s)", name, reason)
   if report.unused:
@@ -65,8 +57,9 @@ def main(argv):
                     " ..." if len(report.unused) > 5 else "")
   print(f"converted {report.converted} weights ({', '.join(report.parts)}) to "
         f"{report.output_dir}; skipped {len(report.skipped)}, unused {len(report.unused)}")
-  return 0
 
+
+run = app.command("dpc_tf.convert_checkpoint", main)
 
 if __name__ == "__main__":
-  app.run(main)
+  run()

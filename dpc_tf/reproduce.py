@@ -1,4 +1,4 @@
-"""The paper's claims in miniature on dpc_synthetic: `python tools/reproduce.py SUBCOMMAND`.
+"""The paper's claims in miniature on dpc_synthetic: `python -m dpc_tf.reproduce SUBCOMMAND`.
 
   search_strategy  claim 3: random search with local sampling vs uniform sampling (proxy)
   fidelity         claim 1: Spearman rho of proxy vs full-task scores over >= 20 cells
@@ -15,21 +15,18 @@ import os
 import sys
 import time
 
-from absl import app, flags, logging
+from absl import flags, logging
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, _ROOT)
-
-from dpc_tf.reproduction import claims, report  # pylint: disable=wrong-import-position
-from dpc_tf.reproduction.store import ResultStore  # pylint: disable=wrong-import-position
+from dpc_tf import app
+from dpc_tf.errors import DpcError
+from dpc_tf.reproduction import claims, report
+from dpc_tf.reproduction.store import ResultStore
 
 SUBCOMMANDS = ("search_strategy", "fidelity", "vs_aspp", "proxy_cost", "report")
 
 flags.DEFINE_string("work_dir", "/tmp/dpc_tf_reproduction",
                     "Where every trial's JSON, the feature cache and model folders go.")
-flags.DEFINE_multi_string("gin_file", ["gin/proxy/synthetic.gin", "gin/train/synthetic.gin"],
-                          "Proxy and training recipes.")
-flags.DEFINE_multi_string("gin_param", [], "Extra gin bindings.")
+app.define_gin_flags()  # default files: the synthetic proxy and training recipes
 flags.DEFINE_integer("proxy_steps", None, "Proxy steps for claims 1, 2, 4 (default: the gin "
                      "recipe's proxy_trial.steps).")
 flags.DEFINE_integer("full_steps", 150, "Whole-model training steps of the full task.")
@@ -48,8 +45,8 @@ flags.DEFINE_float("max_minutes", None, "Start no new trial after this many minu
                    "resumes).")
 flags.DEFINE_integer("max_new_trials", None, "Stop after running this many trials (exit 3; "
                      "a rerun resumes): bounds one process's memory on long runs.")
-flags.DEFINE_string("docs_dir", os.path.join(_ROOT, "docs"), "report: where REPRODUCTION.md "
-                    "and reproduction/ go.")
+flags.DEFINE_string("docs_dir", "docs", "report: where REPRODUCTION.md and reproduction/ go "
+                    "(the repository's docs/ when run from its root).")
 FLAGS = flags.FLAGS
 
 
@@ -57,24 +54,25 @@ def settings(proxy_steps: int) -> claims.Settings:
   deadline = time.time() + 60 * FLAGS.max_minutes if FLAGS.max_minutes else None
   return claims.Settings(
       proxy_steps=proxy_steps, full_steps=FLAGS.full_steps,
-      seeds=tuple(int(s) for s in FLAGS.seeds), num_random=FLAGS.num_random,
+      seeds=app.integers("seeds"), num_random=FLAGS.num_random,
       num_searched=FLAGS.num_searched, search_steps=FLAGS.search_steps,
-      search_seeds=tuple(int(s) for s in FLAGS.search_seeds),
+      search_seeds=app.integers("search_seeds"),
       search_budget=FLAGS.search_budget, p_uniform_local=FLAGS.p_uniform, top_k=FLAGS.top_k,
       deadline=deadline, max_new_trials=FLAGS.max_new_trials)
 
 
-def main(argv):
-  if len(argv) != 2 or argv[1] not in SUBCOMMANDS:
-    raise app.UsageError(f"name one subcommand: {' | '.join(SUBCOMMANDS)}")
-  command = argv[1]
+def main(args: list[str]) -> int:
+  if len(args) != 1 or args[0] not in SUBCOMMANDS:
+    raise DpcError(f"name one subcommand: {' | '.join(SUBCOMMANDS)}")
+  command = args[0]
   store = ResultStore(FLAGS.work_dir)
   if command == "report":
     path = report.write_report(store, FLAGS.docs_dir)
     print(f"wrote {path}")
     return 0
-  from dpc_tf.reproduction.runners import TfRunner  # pylint: disable=import-outside-toplevel
-  runner = TfRunner(FLAGS.work_dir, FLAGS.gin_file, FLAGS.gin_param)
+  from dpc_tf.reproduction import runners  # pylint: disable=import-outside-toplevel
+  runner = runners.TfRunner(FLAGS.work_dir, FLAGS.gin_file or runners.DEFAULT_GIN,
+                            FLAGS.gin_bindings)
   proxy_steps = FLAGS.proxy_steps or runner.proxy_steps
   started = time.time()
   try:
@@ -90,5 +88,8 @@ def main(argv):
   return 0
 
 
+run = app.command("dpc_tf.reproduce", main, positional=True,
+                  on_interrupt="finished trials are kept, run the same command to resume")
+
 if __name__ == "__main__":
-  app.run(main)
+  run()

@@ -1,8 +1,8 @@
 """Parameter and multiply-add counts of a DPC or ASPP head, or of a whole DeepLab model.
 
-  python tools/model_stats.py --cell=CELL.json --feature_channels=2048 --crop=1025,2049 \
+  python -m dpc_tf.model_stats --cell=CELL.json --feature_channels=2048 --crop=1025,2049 \
       --output_stride=16 [--head=aspp] [--json]
-  python tools/model_stats.py --backbone=xception_71 --decoder_output_stride=4 \
+  python -m dpc_tf.model_stats --backbone=xception_71 --decoder_output_stride=4 \
       --num_classes=19 --crop=1025,2049 --output_stride=16 [--cell=...|--head=aspp] [--json]
 
 Without --backbone only the head is counted, on features of the size the crop gives
@@ -17,20 +17,18 @@ figures count every weight and every conv/dense multiply-add (see dpc_tf/costs.p
 """
 
 import json
-import os
-import sys
 
-from absl import app, flags
+from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from dpc_tf import costs, models, search_space  # pylint: disable=wrong-import-position
-from dpc_tf.layers import common  # pylint: disable=wrong-import-position
+from dpc_tf import app, costs, models, search_space
+from dpc_tf.errors import DpcError
+from dpc_tf.layers import common
 
 flags.DEFINE_string("cell", None, "Cell JSON file (released DeepLab format); default: the "
                     "released Cityscapes cell.")
 flags.DEFINE_enum("head", "dpc", ["dpc", "aspp"], "Which head to count.")
-flags.DEFINE_integer("feature_channels", 2048, "Channels of the backbone features.")
+flags.DEFINE_integer("feature_channels", 2048, "Channels of the backbone features.",
+                     lower_bound=1)
 flags.DEFINE_list("crop", ["1025", "2049"], "Input size H,W (or one value for a square).")
 flags.DEFINE_integer("output_stride", 16, "Backbone output stride (8, 16 or 32).")
 flags.DEFINE_bool("json", False, "Print one JSON object instead of a table.")
@@ -44,19 +42,15 @@ FLAGS = flags.FLAGS
 _MODEL_ONLY_FLAGS = ("decoder_output_stride", "num_classes", "depth_multiplier")
 
 
-class UsageError(ValueError):
-  """Bad flag values; reported as one line."""
-
-
 def parse_crop(values) -> tuple[int, int]:
   try:
     sizes = [int(v) for v in values]
   except ValueError:
-    raise UsageError(f"--crop must be integers H,W, got {','.join(values)}") from None
+    raise DpcError(f"--crop must be integers H,W, got {','.join(values)}") from None
   if len(sizes) == 1:
     sizes = sizes * 2
   if len(sizes) != 2 or min(sizes) < 1:
-    raise UsageError(f"--crop must be one or two positive integers, got {','.join(values)}")
+    raise DpcError(f"--crop must be one or two positive integers, got {','.join(values)}")
   return sizes[0], sizes[1]
 
 
@@ -65,7 +59,7 @@ def head_stats(head: str, cell, feature_channels: int, crop, output_stride: int)
   import keras  # pylint: disable=import-outside-toplevel
   from dpc_tf import layers  # pylint: disable=import-outside-toplevel
   if output_stride not in (8, 16, 32):
-    raise UsageError(f"--output_stride must be 8, 16 or 32, got {output_stride}")
+    raise DpcError(f"--output_stride must be 8, 16 or 32, got {output_stride}")
   size = tuple(common.scale_dimension(c, 1.0 / output_stride) for c in crop)
   shape = size + (feature_channels,)
   kwargs = dict(rate_multiplier=16 // output_stride, crop_size=crop,
@@ -76,26 +70,16 @@ def head_stats(head: str, cell, feature_channels: int, crop, output_stride: int)
   return costs.model_costs(model, shape, {"head": layer}, {"head": layer.branch_layers})
 
 
-def parse_decoder_output_stride(value: str):
-  try:
-    return models.parse_decoder_output_stride(value)
-  except ValueError as e:
-    raise UsageError(str(e)) from None
-
-
 def model_stats(backbone: str, head: str, cell, crop, output_stride: int,
                 decoder_output_stride, num_classes: int, depth_multiplier: float = 1.0) -> dict:
   """Counts build_deeplab(...) at one crop: backbone, head, decoder, logits and their sum."""
   if output_stride not in (8, 16):
-    raise UsageError(f"--output_stride must be 8 or 16 for a whole model (rates scale by "
+    raise DpcError(f"--output_stride must be 8 or 16 for a whole model (rates scale by "
                      f"16 // output_stride), got {output_stride}")
-  try:
-    model = models.build_deeplab(
-        num_classes, backbone=backbone, head=head, cell=cell if head == "dpc" else None,
-        crop_size=crop, output_stride=output_stride,
-        decoder_output_stride=decoder_output_stride, depth_multiplier=depth_multiplier)
-  except ValueError as e:
-    raise UsageError(str(e)) from None
+  model = models.build_deeplab(
+      num_classes, backbone=backbone, head=head, cell=cell if head == "dpc" else None,
+      crop_size=crop, output_stride=output_stride,
+      decoder_output_stride=decoder_output_stride, depth_multiplier=depth_multiplier)
   parts, branches = models.model_parts(model)
   # Non-head parts: "branch" = the part's conv kernels (no BN, no bias), same convention.
   branches = {name: branches.get(name, [layer]) for name, layer in parts.items()}
@@ -122,30 +106,25 @@ def format_table(stats: dict) -> str:
   return "\n".join(lines)
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  try:
-    cell = search_space.Cell.load(FLAGS.cell) if FLAGS.cell else search_space.CITYSCAPES_CELL
-    if FLAGS.backbone:
-      if FLAGS["feature_channels"].present:
-        raise UsageError("--feature_channels is implied by --backbone; drop one of them")
-      stats = model_stats(FLAGS.backbone, FLAGS.head, cell, parse_crop(FLAGS.crop),
-                          FLAGS.output_stride,
-                          parse_decoder_output_stride(FLAGS.decoder_output_stride),
-                          FLAGS.num_classes, FLAGS.depth_multiplier)
-    else:
-      given = [f"--{name}" for name in _MODEL_ONLY_FLAGS if FLAGS[name].present]
-      if given:
-        raise UsageError(f"{', '.join(given)} need(s) --backbone (a whole model)")
-      stats = head_stats(FLAGS.head, cell, FLAGS.feature_channels, parse_crop(FLAGS.crop),
-                         FLAGS.output_stride)
-  except (search_space.CellError, UsageError) as e:
-    print(f"model_stats: error: {e}", file=sys.stderr)
-    return 1
+def main() -> None:
+  cell = search_space.as_cell(FLAGS.cell)
+  if FLAGS.backbone:
+    if FLAGS["feature_channels"].present:
+      raise DpcError("--feature_channels is implied by --backbone; drop one of them")
+    stats = model_stats(FLAGS.backbone, FLAGS.head, cell, parse_crop(FLAGS.crop),
+                        FLAGS.output_stride,
+                        models.parse_decoder_output_stride(FLAGS.decoder_output_stride),
+                        FLAGS.num_classes, FLAGS.depth_multiplier)
+  else:
+    given = [f"--{name}" for name in _MODEL_ONLY_FLAGS if FLAGS[name].present]
+    if given:
+      raise DpcError(f"{', '.join(given)} need(s) --backbone (a whole model)")
+    stats = head_stats(FLAGS.head, cell, FLAGS.feature_channels, parse_crop(FLAGS.crop),
+                       FLAGS.output_stride)
   print(json.dumps(stats) if FLAGS.json else format_table(stats))
-  return 0
 
+
+run = app.command("dpc_tf.model_stats", main)
 
 if __name__ == "__main__":
-  app.run(main)
+  run()

@@ -1,9 +1,9 @@
 """What the benchmarks that measure in child processes share.
 
-Each such benchmark runs itself as a script with one JSON spec argument and prints one JSON
-result line, so that every measurement starts from a fresh process (clean memory figures,
+Each such benchmark runs itself as `python -m dpc_tf.benchmarks.NAME SPEC` with one JSON
+spec argument and prints one JSON result line, so that every measurement starts from a fresh process (clean memory figures,
 no traces or XLA caches left by the one before). Not a benchmark itself: the leading
-underscore keeps it out of `benchmark.py`'s list.
+underscore keeps it out of `python -m dpc_tf.benchmark`'s list.
 """
 
 import json
@@ -11,9 +11,6 @@ import os
 import resource
 import subprocess
 import sys
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 
 def rss_mb() -> float:
   """The current resident set size in MB."""
@@ -29,14 +26,15 @@ def peak_rss_mb() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def run_child(script: str, spec: dict, timeout_s: int) -> dict:
-  """Runs `script spec` in a fresh interpreter; its last stdout line is the JSON result."""
+def run_child(module: str, spec: dict, timeout_s: int) -> dict:
+  """Runs `python -m module spec` in a fresh interpreter (the same dpc_tf: the parent's
+  import path is passed on); its last stdout line is the JSON result."""
+  package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
-         "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+         "PYTHONPATH": package_parent + os.pathsep + os.environ.get("PYTHONPATH", "")}
   try:
-    result = subprocess.run([sys.executable, os.path.abspath(script), json.dumps(spec)],
-                            capture_output=True, text=True, timeout=timeout_s, cwd=ROOT,
-                            env=env)
+    result = subprocess.run([sys.executable, "-m", module, json.dumps(spec)],
+                            capture_output=True, text=True, timeout=timeout_s, env=env)
   except subprocess.TimeoutExpired:
     return {"error": f"timed out after {timeout_s} s"}
   if result.returncode != 0:

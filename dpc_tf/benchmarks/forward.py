@@ -26,10 +26,7 @@ import time
 
 from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _child as child  # pylint: disable=wrong-import-position  (also when run as a script)
-
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from dpc_tf.benchmarks import _child as child
 
 CONFIGS = {
     "xception_71_dpc_decoder": dict(backbone="xception_71", decoder_output_stride=4,
@@ -57,7 +54,6 @@ FLAGS = flags.FLAGS
 
 def _child(spec: dict) -> dict:
   """Runs one (configuration, mode) in this process; returns its measurements."""
-  sys.path.insert(0, _ROOT)
   import numpy as np  # pylint: disable=import-outside-toplevel
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   from dpc_tf import costs, models  # pylint: disable=import-outside-toplevel
@@ -144,7 +140,7 @@ def run() -> dict:
         continue
       spec = {"config": name, "mode": mode, "repeats": FLAGS.forward_repeats,
               "budget_s": FLAGS.forward_time_budget_s}
-      entry["modes"][mode] = child.run_child(__file__, spec, FLAGS.forward_child_timeout_s)
+      entry["modes"][mode] = child.run_child(__name__, spec, FLAGS.forward_child_timeout_s)
     result["configs"][name] = entry
   result["load_average_after"] = [round(l, 2) for l in os.getloadavg()]
   result["matmul_after"] = matmul_gflops(FLAGS.forward_matmul_size)

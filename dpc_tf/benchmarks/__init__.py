@@ -1,0 +1,1 @@
+"""One module per benchmark (`python -m dpc_tf.benchmark NAME`); see dpc_tf/benchmark.py."""

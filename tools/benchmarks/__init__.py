@@ -1,1 +1,0 @@
-"""One module per benchmark; see tools/benchmark.py."""
