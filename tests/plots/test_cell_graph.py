@@ -1,13 +1,8 @@
-import os
-import subprocess
-import sys
-
 import pytest
 
 from dpc_tf import search_space as ss
+from dpc_tf.errors import DpcError
 from dpc_tf.plots import cell_graph
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_layout_puts_every_node_somewhere_distinct():
@@ -31,13 +26,12 @@ def test_render_writes_a_picture(tmp_path, extension, magic):
 
 
 def test_render_refuses_other_formats(tmp_path):
-  with pytest.raises(ValueError, match="must be .png or .svg"):
+  with pytest.raises(DpcError, match="must be .png or .svg"):
     cell_graph.render_cell(ss.CITYSCAPES_CELL, str(tmp_path / "cell.jpg"))
 
 
-def test_command_line(tmp_path):
+def test_command_line(tmp_path, commands):
   out = tmp_path / "c.png"
-  result = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "render_cell.py"),
-                           f"--output={out}"], capture_output=True, text=True, timeout=120)
+  result = commands.run("dpc_tf.render_cell", f"--output={out}", timeout=120)
   assert result.returncode == 0, result.stderr
   assert out.stat().st_size > 10_000

@@ -11,7 +11,7 @@ import gin
 import pytest
 
 from dpc_tf.proxy import config as proxy_config  # noqa: F401  registers feature_cache
-from dpc_tf.training import gin_utils
+from dpc_tf.training.config import parse_gin
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -19,13 +19,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def test_every_proxy_config_is_used_by_a_search_config():
   searches = "".join(open(p).read() for p in glob.glob(os.path.join(ROOT, "gin", "search", "*")))
   for path in glob.glob(os.path.join(ROOT, "gin", "proxy", "*.gin")):
-    assert f"include 'gin/proxy/{os.path.basename(path)}'" in searches, path
+    assert f"include 'proxy/{os.path.basename(path)}'" in searches, path
 
 
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(ROOT, "gin", "search", "*.gin"))),
                          ids=lambda p: os.path.relpath(p, ROOT))
 def test_config_parses(path):
-  gin_utils.parse([path])
+  parse_gin([path])
   expected = {"cityscapes": ("cityscapes", (769, 769)), "voc2012": ("voc2012", (513, 513)),
               "pascal_person_part": ("pascal_person_part", (513, 513))}
   for name, (want_dataset, want_crop) in expected.items():

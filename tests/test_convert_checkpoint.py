@@ -1,24 +1,16 @@
-"""tools/convert_deeplab_checkpoint.py: a conversion, and refusals that write nothing."""
+"""`python -m dpc_tf.convert_checkpoint`: a conversion, and refusals that write nothing."""
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from dpc_tf import checkpoints, models
+from dpc_tf.errors import EXIT_USER_ERROR
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TOOL = os.path.join(ROOT, "tools", "convert_deeplab_checkpoint.py")
 ARGS = ["--backbone=mobilenet_v2", "--depth_multiplier=0.25", "--head=aspp",
         "--decoder_output_stride=none", "--num_classes=4"]
-
-
-def run(*args):
-  return subprocess.run([sys.executable, TOOL, *args], capture_output=True, text=True,
-                        timeout=300, cwd=ROOT)
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +35,11 @@ def checkpoint(tmp_path_factory):
   return full, partial, mismatched, values
 
 
-def test_conversion_writes_loadable_folder(checkpoint, tmp_path):
+def test_conversion_writes_loadable_folder(checkpoint, tmp_path, commands):
   full, _, _, values = checkpoint
   out = tmp_path / "converted"
-  result = run(f"--checkpoint={full}", f"--output_dir={out}", *ARGS)
+  result = commands.run("dpc_tf.convert_checkpoint", f"--checkpoint={full}",
+                        f"--output_dir={out}", *ARGS)
   assert result.returncode == 0, result.stderr
   assert "converted" in result.stdout and "skipped 1" in result.stdout
   assert "skipped global_step (training step counter)" in result.stderr
@@ -66,12 +59,12 @@ def test_conversion_writes_loadable_folder(checkpoint, tmp_path):
     (2, "shape mismatch in 1 variable(s): concat_projection/weights [1, 1, 1024, 256] vs model "
         "[1, 1, 1280, 256]"),
 ])
-def test_refusals_exit_non_zero_with_one_line_and_write_nothing(checkpoint, tmp_path, which,
+def test_refusals_exit_non_zero_with_one_line_and_write_nothing(checkpoint, tmp_path, commands,
+                                                                which,
                                                                 message):
   out = tmp_path / "converted"
-  result = run(f"--checkpoint={checkpoint[which]}", f"--output_dir={out}", *ARGS)
-  assert result.returncode == 1
-  errors = [l for l in result.stderr.splitlines() if "convert_deeplab_checkpoint: error:" in l]
-  assert len(errors) == 1 and message in errors[0], result.stderr
-  assert "Traceback" not in result.stderr
+  result = commands.run("dpc_tf.convert_checkpoint", f"--checkpoint={checkpoint[which]}",
+                        f"--output_dir={out}", *ARGS)
+  assert result.returncode == EXIT_USER_ERROR
+  assert message in commands.error_line(result)
   assert os.listdir(tmp_path) == []

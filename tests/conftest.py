@@ -1,0 +1,46 @@
+"""What every test folder shares: running a command the way a user does."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Commands:
+  """Runs `python -m dpc_tf.<name> ARGS` in a fresh process, as a user would."""
+  root = ROOT
+
+  @staticmethod
+  def env(extra: dict | None = None) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    env["CUDA_VISIBLE_DEVICES"] = ""
+    env.pop("TF_CONFIG", None)
+    env.update(extra or {})
+    return env
+
+  def run(self, module: str, *args: str, cwd: str = ROOT, timeout: float = 300,
+          env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=self.env(env),
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+  @staticmethod
+  def error_line(result: subprocess.CompletedProcess) -> str:
+    """The one `PROG: error: ...` line of a refused command (asserting there is exactly one,
+    that it is the last line, and that no traceback was printed)."""
+    lines = result.stderr.strip().splitlines()
+    errors = [l for l in lines if ": error: " in l]
+    assert len(errors) == 1 and lines[-1] == errors[0], result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    return errors[0]
+
+
+@pytest.fixture
+def commands() -> Commands:
+  return Commands()
