@@ -1,6 +1,6 @@
 """Released TF1 DeepLab checkpoints -> dpc_tf models.
 
-`convert_checkpoint(...)` (CLI: tools/convert_deeplab_checkpoint.py) writes a converted
+`convert_checkpoint(...)` (CLI: python -m dpc_tf.convert_checkpoint) writes a converted
 folder; `load_converted_weights(model, folder)` loads it into a dpc_tf model (see
 converted.py for the folder format); `tf1_mapping` names the TF1 variable of every weight.
 """

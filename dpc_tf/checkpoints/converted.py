@@ -59,7 +59,7 @@ def read_weights(directory: str) -> dict[str, np.ndarray]:
   path = os.path.join(directory, WEIGHTS_FILE)
   if not os.path.isfile(path):
     raise ConvertedWeightsError(f"no {WEIGHTS_FILE} in {directory}: not a converted-weights "
-                                f"folder (see tools/convert_deeplab_checkpoint.py)")
+                                f"folder (see python -m dpc_tf.convert_checkpoint)")
   arrays = {}
   with h5py.File(path, "r") as f:
     if f.attrs.get("format") != FORMAT or int(f.attrs.get("version", -1)) != VERSION:

@@ -2,7 +2,7 @@
 
 A backbone checkpoint is either a converted-weights folder (dpc_tf.checkpoints: its
 "backbone" part is loaded, e.g. a TF1 COCO/ImageNet MobileNet-v2 converted with
-`tools/convert_deeplab_checkpoint.py --backbone_only`, or a folder `save_backbone` wrote)
+`python -m dpc_tf.convert_checkpoint --backbone_only`, or a folder `save_backbone` wrote)
 or a Keras `.weights.h5` file of the backbone model. With none, the proxy would rank cells
 on features of a random network, which says little about the real task: that needs an
 explicit allow_random_init and is logged loudly.

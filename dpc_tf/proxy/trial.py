@@ -28,7 +28,7 @@ from dpc_tf.proxy.cache import CacheError, FeatureCache
 from dpc_tf.proxy.head import build_proxy_head, head_costs
 from dpc_tf.proxy.scoring import confusion_matrix, mean_iou, predictions, segmentation_loss
 
-# Chosen by measurement on the 2-core CPU (tools/benchmarks/proxy.py, docs/BENCHMARKS.md):
+# Chosen by measurement on the 2-core CPU (dpc_tf/benchmarks/proxy.py, docs/BENCHMARKS.md):
 # XLA makes the proxy train step 5-30x SLOWER there (released cell, 256 filters: 198 ms ->
 # 3.9 s on MobileNet-v2 features; its CPU code for the dropout RNG and the resize gradient
 # is slow), though it speeds up inference alone. Measure again before enabling it on a GPU.

@@ -1,4 +1,4 @@
-"""The paper's four claims in miniature on dpc_synthetic (`python tools/reproduce.py`).
+"""The paper's four claims in miniature on dpc_synthetic (`python -m dpc_tf.reproduce`).
 
   store.py    ResultStore: one JSON per finished trial, written atomically; a rerun reuses it
   stats.py    Spearman rho, best-so-far curves (pure Python)

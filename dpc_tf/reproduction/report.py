@@ -16,7 +16,7 @@ from dpc_tf.reproduction import stats
 from dpc_tf.utils.files import write_json_atomic, write_text_atomic
 
 CLAIMS = ("fidelity", "vs_aspp", "search_strategy", "proxy_cost")
-CMD = "python tools/reproduce.py"
+CMD = "python -m dpc_tf.reproduce"
 PAPER = {"rho": (0.36, 0.47), "params_ratio": 0.5, "madds_ratio": 0.38, "cost_ratio": 100}
 
 

@@ -58,7 +58,7 @@ def plot_proxy_vs_rerank(proxy: Sequence[float], rerank: Sequence[float], path: 
 
 
 def draw_cell(cell: Cell, path: str, title: Optional[str] = None) -> str:
-  """The cell diagram from dpc_tf.plots.cell_graph (what tools/render_cell.py draws)."""
+  """The cell diagram from dpc_tf.plots.cell_graph (what python -m dpc_tf.render_cell draws)."""
   from dpc_tf.plots.cell_graph import render_cell  # pylint: disable=import-outside-toplevel
   return render_cell(cell, path, title)
 
