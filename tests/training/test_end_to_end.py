@@ -13,9 +13,8 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.util import event_pb2
 
-from dpc_tf import data
-from dpc_tf.training import (api, checkpointing, config, evaluation, export, gin_utils,
-                             predict)
+from dpc_tf import data, gin_config
+from dpc_tf.training import api, checkpointing, config, evaluation, export, predict
 from dpc_tf.training.inference import Predictor
 
 CELL = "F:pool@2x2 0:sep3x3@3x6 F:conv1x1 1:sep3x3@1x1 2:pool@1x1"
@@ -60,7 +59,7 @@ def run(tmp_path_factory, helpers):
   # Two fixed training images, whole (129x129), no scale augmentation: the loss must fall
   # on a batch it sees again and again (random crops of different images are too noisy to
   # show a trend in 12 steps).
-  gin_utils.parse([helpers.SYNTHETIC_GIN], helpers.TINY_BINDINGS + [
+  config.parse_gin([helpers.SYNTHETIC_GIN], helpers.TINY_BINDINGS + [
       "train.split = 'train[:2]'", "train.crop_size = [129, 129]", "train.scales = [1.0]",
       "train.base_learning_rate = 0.02"])
   model_dir = str(tmp_path_factory.mktemp("e2e") / "model")
@@ -82,11 +81,11 @@ def test_checkpoints_operative_config_and_summaries(run):
   names = os.listdir(run.model_dir)
   assert {"ckpt-4.index", "ckpt-8.index", "ckpt-12.index", "checkpoint"} <= set(names)
   assert checkpointing.checkpoint_step(checkpointing.latest_checkpoint(run.model_dir)) == 12
-  path = os.path.join(run.model_dir, gin_utils.OPERATIVE_CONFIG)
+  path = os.path.join(run.model_dir, gin_config.OPERATIVE_CONFIG)
   operative = open(path).read()
   assert "train.num_steps = 12" in operative and "deeplab_model.depth_multiplier = 0.25" in operative
   assert f"deeplab_model.cell = '{CELL}'" in operative  # the explicit argument is recorded
-  gin_utils.parse([path])  # what evaluate/export parse when given no --gin_file
+  config.parse_gin([path])  # what evaluate/export parse when given no --gin_file
   assert config.train_config() == run.train
   assert gin.query_parameter("deeplab_model.cell") == CELL
   tags = set()
