@@ -1,9 +1,9 @@
 """What the pipeline's stages call, and where they meet dpc_tf.proxy and dpc_tf.training.
 
-    (a) backbone_stage()             search_backbone.*   -> (checkpoint, maker, e.g. proxy_backbone)
-    (b) cache_stage(search_dir)      search_cache.*      -> (cache_dir, builder or None)
-    (c) proxy_task(cache_dir)        proxy_trial.*       -> ProxyTrial, the proxy's trial function
-    (d) rerank_trial(checkpoint, d)  rerank_trial.*      -> RerankTrial, end-to-end training
+    (a) backbone_stage()            search_backbone.*  -> (checkpoint, maker: proxy_backbone)
+    (b) cache_stage(search_dir)     search_cache.*     -> (cache_dir, builder or None)
+    (c) proxy_task(cache_dir)       proxy_trial.*      -> ProxyTrial, the proxy's trial function
+    (d) rerank_trial(ckpt, dir)     rerank_trial.*     -> RerankTrial, end-to-end training
 
 Configs name these with gin references (`search_pipeline.trial_factory = @proxy_task`,
 `search_backbone.maker = @proxy_backbone`). This module imports neither TensorFlow nor the
