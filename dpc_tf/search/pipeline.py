@@ -136,14 +136,19 @@ def driver_lock(path: str):
 
 def _call_with_gin(fn, gin_config: str, *args):
   apply_gin(gin_config)
-  return fn(*args)
+  try:
+    return fn(*args)
+  except DpcError as e:
+    # gin re-raises an error from inside a configurable as an instance of a class it makes
+    # on the fly, which cannot be pickled back to the driver: send the one line instead.
+    raise SearchError(one_line(e)) from None
 
 
 def run_isolated(fn, gin_config: str, *args, what: str = "a pipeline stage"):
   """fn(*args) in a fresh spawned process with the driver's gin config (TF stays out of here).
 
   A user's error there (a DpcError: a missing checkpoint, a mismatched cache) comes back as
-  one SearchError line; any other exception is a bug and keeps its (remote) traceback.
+  a one-line SearchError; any other exception is a bug and keeps its (remote) traceback.
   """
   ctx = multiprocessing.get_context("spawn")
   with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
@@ -151,8 +156,6 @@ def run_isolated(fn, gin_config: str, *args, what: str = "a pipeline stage"):
       return pool.submit(_call_with_gin, fn, gin_config, *args).result()
     except SearchError:
       raise
-    except DpcError as e:
-      raise SearchError(f"{what} failed: {one_line(e)}") from None
     except concurrent.futures.process.BrokenProcessPool:
       raise SearchError(f"{what} died (its process was killed or crashed)") from None
 
@@ -181,7 +184,7 @@ def prepare_backbone_and_cache(gin_config: str, checkpoint: Optional[str],
   (or None), with the feature cache complete (if there is one)."""
   if maker is not None or builder is not None:
     logging.info("stage (a): %s; stage (b): %s",
-                 f"the backbone from {maker.__name__}" if maker else f"backbone {checkpoint}",
+                 f"the backbone from {getattr(maker, '__name__', maker)}" if maker else f"backbone {checkpoint}",
                  f"building the feature cache {cache_dir}" if builder else
                  f"reusing the feature cache {cache_dir}" if cache_dir else "no feature cache")
     checkpoint = run_isolated(_PrepareBackboneAndCache(checkpoint, maker, builder, cache_dir),

@@ -103,3 +103,13 @@ def test_the_driver_imports_no_tensorflow(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_stage_subprocess_error_comes_back_as_one_line(tmp_path):
+  """Stage (a) runs proxy_backbone in its subprocess; what it refuses reaches the driver."""
+  gin.parse_config_files_and_bindings([FAKE], [
+      "import dpc_tf.proxy.config", "search_backbone.maker = @proxy_backbone",
+      "feature_cache.checkpoint = '/nonexistent/ckpt'"])
+  with pytest.raises(SearchError) as info:
+    run_pipeline(str(tmp_path / "search"))
+  assert str(info.value) == "feature_cache.checkpoint /nonexistent/ckpt does not exist"
