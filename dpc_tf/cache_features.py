@@ -29,7 +29,6 @@ def main() -> None:
   from dpc_tf.proxy import config
   from dpc_tf.proxy.cache_builder import make_cache
   cache_dir = app.required("cache_dir")
-  config.register_trial_config()  # TODO(merge): search branch changes this
   app.parse_gin(config.MODULES)
   cache_config, pretrain_config, _ = config.configured()
   manifest = make_cache(cache_dir, cache_config, pretrain_config, tuple(FLAGS.roles))

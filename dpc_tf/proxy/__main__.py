@@ -34,7 +34,6 @@ def main() -> None:
   from dpc_tf.utils.files import write_text_atomic
   cache_dir = app.required("cache_dir")
   cell = search_space.as_cell(app.required("cell"))
-  config.register_trial_config()  # TODO(merge): search branch changes this
   app.parse_gin(config.MODULES)
   cache_config, pretrain_config, trial_config = config.configured()
   if FLAGS.make_cache:

@@ -6,8 +6,8 @@ constructor calls (tests, worker processes) never see global bindings:
 
   feature_cache      CacheConfig      what `python -m dpc_tf.cache_features` caches
   pretrain_backbone  PretrainConfig   how a backbone checkpoint is made on the way
-  proxy_trial        TrialConfig      how `run_proxy_trial` trains and scores (trial.py);
-                                      registered by the proxy CLI only (see below)
+  proxy_trial        TrialConfig      how `run_proxy_trial` trains and scores (trial.py),
+                                      in `python -m dpc_tf.proxy` and in the search alike
 
 `configured()` returns the three as bound by the parsed gin files.
 """
@@ -98,20 +98,9 @@ MODULES = ("dpc_tf.proxy.config",)
 feature_cache = gin.external_configurable(CacheConfig, "feature_cache", module="dpc_tf.proxy")
 pretrain_backbone = gin.external_configurable(PretrainConfig, "pretrain_backbone",
                                               module="dpc_tf.proxy")
-_proxy_trial = None
-
-
-def register_trial_config() -> None:
-  """Registers TrialConfig as gin's `proxy_trial`, in the `python -m dpc_tf.proxy` process
-  only. The search registers its own `proxy_trial` (dpc_tf.search.stages, which forwards
-  every binding to run_proxy_trial), so one gin file drives both; registering ours on
-  import would make `proxy_trial.x` ambiguous wherever both modules are loaded."""
-  global _proxy_trial
-  if _proxy_trial is None:
-    _proxy_trial = gin.external_configurable(TrialConfig, "proxy_trial", module="dpc_tf.proxy")
+proxy_trial = gin.external_configurable(TrialConfig, "proxy_trial", module="dpc_tf.proxy")
 
 
 def configured() -> tuple[CacheConfig, PretrainConfig, TrialConfig]:
   """The three configs as the parsed gin bindings make them."""
-  return (feature_cache(), pretrain_backbone(),
-          _proxy_trial() if _proxy_trial is not None else TrialConfig())
+  return feature_cache(), pretrain_backbone(), proxy_trial()

@@ -28,9 +28,6 @@ class TfRunner:
     import gin  # pylint: disable=import-outside-toplevel
     from dpc_tf.proxy import config as proxy_config  # pylint: disable=import-outside-toplevel
     from dpc_tf.proxy.trial import TrialConfig  # pylint: disable=import-outside-toplevel
-    # `proxy_trial` is the search's configurable (dpc_tf.search.stages, imported with
-    # dpc_tf.search), which takes any run_proxy_trial setting; its bindings are read back.
-    import dpc_tf.search.stages  # pylint: disable=import-outside-toplevel,unused-import
     import dpc_tf.training.config  # pylint: disable=import-outside-toplevel,unused-import
     self.work_dir = work_dir
     gin_config.parse(list(gin_files), list(bindings), modules=proxy_config.MODULES)

@@ -25,15 +25,9 @@ import math
 import random
 from typing import Collection, Optional, Sequence
 
-import gin
-
+from dpc_tf.search import checks
 from dpc_tf.search.errors import SearchError
 from dpc_tf.search_space import Cell, enumerate_cells, mutate_cell, sample_cell, space_size
-
-ORIGINS = ("initial", "uniform", "mutation", "fallback")
-"""How a suggestion was made: uniform before any result ('initial'), uniform by the coin
-('uniform'), a mutation of a top-k cell ('mutation'), or uniform because no unseen mutation was
-found ('fallback')."""
 
 _ENUMERATE_LIMIT = 200_000  # spaces up to this many labelled cells are enumerated when sampling stalls
 
@@ -57,6 +51,9 @@ class History:
 class Suggestion:
   index: int
   cell: Cell
+  # How it was made (the store's and results.csv's `origin`): uniform before any result
+  # ('initial'), uniform by the coin ('uniform'), a mutation of a top-k cell ('mutation'),
+  # uniform because no unseen mutation was found ('fallback'); rerank.py's is 'rerank'.
   origin: str
   parent: Optional[int] = None  # index of the mutated trial, for 'mutation'
 
@@ -82,12 +79,6 @@ class RandomSearch:
     self.seed = int(seed)
     self.mutation_steps = mutation_steps
     self.max_draws = max_draws
-
-  def settings(self) -> dict:
-    """What defines the sequence of suggestions (the budget does not: it only stops it)."""
-    return {"algorithm": "random_search_near_best", "num_branches": self.num_branches,
-            "p_uniform": self.p_uniform, "top_k": self.top_k, "seed": self.seed,
-            "mutation_steps": self.mutation_steps}
 
   def rng(self, index: int) -> random.Random:
     """The RNG of suggestion `index`: a function of (seed, index) only."""
@@ -136,7 +127,7 @@ class RandomSearch:
                       f"{len(seen)} distinct cells were already tried")
 
 
-@gin.configurable("search_algorithm")
+@checks.configurable("search_algorithm")
 def make_algorithm(num_branches: int = 5, budget: int = 100, p_uniform: float = 0.5,
                    top_k: int = 10, seed: int = 0) -> RandomSearch:
   """The configured algorithm. `budget` is the number of proxy trials (--budget overrides).

@@ -16,8 +16,7 @@ import hashlib
 import os
 import time
 
-import gin
-
+from dpc_tf.search import checks
 from dpc_tf.search_space import FEATURES, Cell, Conv1x1, PyramidPooling
 
 CRASH_EXIT_CODE = 17
@@ -106,7 +105,7 @@ class FakeTrial:
             "steps": 0, "seconds": time.perf_counter() - start}
 
 
-@gin.configurable("fake_trial")
+@checks.configurable("fake_trial")
 def make_fake_trial(cache=None, sleep_s: float = 0.0, crash_once_fraction: float = 0.0,
                     fail_fraction: float = 0.0, marker_dir: str = "",
                     crash_once_cells: tuple[str, ...] = (), log_path: str = "") -> FakeTrial:
@@ -117,7 +116,7 @@ def make_fake_trial(cache=None, sleep_s: float = 0.0, crash_once_fraction: float
                    crash_once_cells=tuple(crash_once_cells), log_path=log_path)
 
 
-@gin.configurable("fake_rerank_trial")
+@checks.configurable("fake_rerank_trial")
 def make_fake_rerank_trial(checkpoint=None, work_dir=None, noise: float = 0.1,
                            sleep_s: float = 0.0) -> FakeTrial:
   """Re-rank factory for configs: the proxy score plus noise (a Spearman rho below 1)."""

@@ -9,8 +9,9 @@
 Every stage is resumable: (a) and (b) skip what exists, (c) and (d) continue from their
 stores, (e) is regenerated from the stores. So a killed search is resumed by running the
 same command again. (a) and (b) run together in a one-off subprocess and trials in engine
-workers, so the driver never runs TensorFlow nor holds GPU memory the workers need (it
-imports TensorFlow only when the config binds proxy or training settings, to parse them).
+workers, so the driver never runs TensorFlow nor holds GPU memory the workers need. (It
+imports TensorFlow only when the config's `import` lines load dpc_tf.proxy or
+dpc_tf.training, whose packages import it, to register the configurables it binds.)
 
 DIR/.driver.lock (flock) keeps a second driver off a search_dir; DIR/config.gin keeps the
 config that created it, and its identity (identity.py) is checked on every start.
@@ -30,8 +31,9 @@ from typing import Callable, Optional
 import gin
 from absl import logging
 
+from dpc_tf.errors import DpcError, one_line
 from dpc_tf.search import fake_trial  # pylint: disable=unused-import  (registers fake_trial)
-from dpc_tf.search import identity, plots, rerank, results, stages
+from dpc_tf.search import checks, identity, plots, rerank, results, stages
 from dpc_tf.search.algorithm import make_algorithm
 from dpc_tf.search.coordinator import Coordinator
 from dpc_tf.search.engines import ENGINES, make_engine
@@ -48,7 +50,7 @@ class PipelineSettings:
   metric: str = "miou"
   max_attempts: int = 2
   max_consecutive_failures: int = 10
-  trial_factory: Callable[[Optional[str]], TrialFn] = stages.proxy_trial
+  trial_factory: Callable[[Optional[str]], TrialFn] = stages.proxy_task
   rerank_top_k: int = 0
   rerank_factory: Optional[Callable[[Optional[str], str], TrialFn]] = None
   num_best_cells: int = 10
@@ -61,8 +63,9 @@ class PipelineSettings:
 def pipeline_settings(**kwargs) -> PipelineSettings:
   """Gin surface of the pipeline; see PipelineSettings for the fields and defaults.
 
-  trial_factory(cache_dir) -> the proxy trial (default: proxy_trial, the real proxy);
-  rerank_factory(checkpoint, work_dir) -> the end-to-end trial, needed when rerank_top_k > 0;
+  trial_factory(cache_dir) -> the trial function (default: @proxy_task, the real proxy);
+  rerank_factory(checkpoint, work_dir) -> the end-to-end one (@rerank_trial), needed when
+  rerank_top_k > 0; both are called in the driver, where they check their settings;
   max_attempts: dispatches per trial before it is 'failed' (and counted in the budget);
   results_interval_s: minimum seconds between results.csv rewrites (0: after every trial).
   """
@@ -70,7 +73,9 @@ def pipeline_settings(**kwargs) -> PipelineSettings:
   unknown = sorted(set(kwargs) - known)
   if unknown:
     raise SearchError(f"unknown search_pipeline setting(s) {', '.join(unknown)}")
-  return PipelineSettings(**kwargs)
+  settings = PipelineSettings(**kwargs)
+  checks.check_fields("search_pipeline", settings)
+  return settings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,12 +135,21 @@ def driver_lock(path: str):
 
 
 def _call_with_gin(fn, gin_config: str, *args):
-  apply_gin(fn, gin_config)
-  return fn(*args)
+  apply_gin(gin_config)
+  try:
+    return fn(*args)
+  except DpcError as e:
+    # gin re-raises an error from inside a configurable as an instance of a class it makes
+    # on the fly, which cannot be pickled back to the driver: send the one line instead.
+    raise SearchError(one_line(e)) from None
 
 
 def run_isolated(fn, gin_config: str, *args, what: str = "a pipeline stage"):
-  """fn(*args) in a fresh spawned process with the driver's gin config (TF stays out of here)."""
+  """fn(*args) in a fresh spawned process with the driver's gin config (TF stays out of here).
+
+  A user's error there (a DpcError: a missing checkpoint, a mismatched cache) comes back as
+  a one-line SearchError; any other exception is a bug and keeps its (remote) traceback.
+  """
   ctx = multiprocessing.get_context("spawn")
   with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
     try:
@@ -144,50 +158,42 @@ def run_isolated(fn, gin_config: str, *args, what: str = "a pipeline stage"):
       raise
     except concurrent.futures.process.BrokenProcessPool:
       raise SearchError(f"{what} died (its process was killed or crashed)") from None
-    except Exception as e:  # pylint: disable=broad-except
-      logging.exception("%s failed", what)
-      first = (str(e).strip().splitlines() or [""])[0]
-      raise SearchError(f"{what} failed: {type(e).__name__}: {first}") from None
 
 
 @dataclasses.dataclass(frozen=True)
 class _PrepareBackboneAndCache:
   """Stages (a) and (b) in one subprocess (one TensorFlow start instead of two)."""
   checkpoint: Optional[str]
-  maker: Optional[stages.LazyFunction]
-  builder: Optional[stages.LazyFunction]
-
-  def load(self) -> None:  # registers both targets' gin configurables before gin is applied
-    for fn in (self.maker, self.builder):
-      if fn is not None:
-        fn.load()
+  maker: Optional[Callable[[], Optional[str]]]
+  builder: Optional[Callable]
+  cache_dir: Optional[str]
 
   def __call__(self) -> Optional[str]:
     checkpoint = self.maker() if self.maker is not None else self.checkpoint
     if checkpoint is not None and not stages.checkpoint_exists(checkpoint):
       raise SearchError(f"stage (a) returned {checkpoint}, which does not exist")
     if self.builder is not None:
-      builder = self.builder.with_defaults(checkpoint=checkpoint) if checkpoint else self.builder
-      builder()
+      self.builder(self.cache_dir, checkpoint=checkpoint)
     return checkpoint
 
 
-def prepare_backbone_and_cache(gin_config: str, search_dir: str
-                               ) -> tuple[Optional[str], Optional[str]]:
-  """(a) + (b): (backbone checkpoint or None, complete feature cache folder or None)."""
-  checkpoint, maker = stages.backbone_stage()
-  cache_dir, builder = stages.cache_stage(search_dir)
+def prepare_backbone_and_cache(gin_config: str, checkpoint: Optional[str],
+                               maker: Optional[Callable], cache_dir: Optional[str],
+                               builder: Optional[Callable]) -> Optional[str]:
+  """(a) + (b), as backbone_stage() and cache_stage() planned them: the backbone checkpoint
+  (or None), with the feature cache complete (if there is one)."""
   if maker is not None or builder is not None:
     logging.info("stage (a): %s; stage (b): %s",
-                 f"the backbone from {maker.target}" if maker else f"backbone {checkpoint}",
+                 f"the backbone from {getattr(maker, '__name__', maker)}" if maker else f"backbone {checkpoint}",
                  f"building the feature cache {cache_dir}" if builder else
                  f"reusing the feature cache {cache_dir}" if cache_dir else "no feature cache")
-    checkpoint = run_isolated(_PrepareBackboneAndCache(checkpoint, maker, builder), gin_config,
+    checkpoint = run_isolated(_PrepareBackboneAndCache(checkpoint, maker, builder, cache_dir),
+                              gin_config,
                               what="stages (a)/(b), backbone checkpoint and feature cache")
   if builder is not None and not stages.cache_complete(cache_dir):
     raise SearchError(f"stage (b) finished but the cache {cache_dir} is still incomplete")
   logging.info("stages (a)/(b): backbone checkpoint %s, feature cache %s", checkpoint, cache_dir)
-  return checkpoint, cache_dir
+  return checkpoint
 
 
 def run_trials(label: str, store: Store, algorithm, engine, payload: WorkerPayload,
@@ -230,18 +236,25 @@ def run_trials(label: str, store: Store, algorithm, engine, payload: WorkerPaylo
   return coordinator
 
 
-def stage_rerank(store: Store, checkpoint: Optional[str], engine, settings: PipelineSettings,
-                 paths: SearchPaths, gin_config: str, retry_failed: bool = False) -> int:
-  """(d) Re-ranks the top-K proxy cells end to end; returns how many have a re-rank score."""
+def rerank_trial_fn(settings: PipelineSettings, checkpoint: Optional[str],
+                    paths: SearchPaths) -> Optional[TrialFn]:
+  """(d)'s trial function, or None without a re-ranking."""
   if settings.rerank_top_k <= 0:
-    return 0
+    return None
   if settings.rerank_factory is None:
     raise SearchError("search_pipeline.rerank_top_k > 0 needs search_pipeline.rerank_factory "
                       "(e.g. @rerank_trial)")
+  return settings.rerank_factory(checkpoint, os.path.join(paths.root, "rerank_models"))
+
+
+def stage_rerank(store: Store, trial_fn: Optional[TrialFn], engine, settings: PipelineSettings,
+                 paths: SearchPaths, gin_config: str, retry_failed: bool = False) -> int:
+  """(d) Re-ranks the top-K proxy cells end to end; returns how many have a re-rank score."""
+  if trial_fn is None:
+    return 0
   candidates = rerank.rerank_candidates(store, settings.rerank_top_k)
   with Store(paths.rerank_store) as rerank_store:
     rerank.check_rerank_store(rerank_store, candidates)
-    trial_fn = settings.rerank_factory(checkpoint, os.path.join(paths.root, "rerank_models"))
     payload = WorkerPayload(trial_fn, gin_config, settings.metric)
     run_trials("rerank", rerank_store, rerank.FixedCells(candidates), engine, payload,
                settings, paths.root, retry_failed=retry_failed)
@@ -286,19 +299,25 @@ def run_pipeline(search_dir: str, budget: Optional[int] = None, engine: Optional
     raise SearchError(f"--workers must be >= 1, got {workers}")
   algorithm = make_algorithm(budget=budget) if budget is not None else make_algorithm()
   gin_config = gin.config_str()
-  engine_obj = make_engine(engine_name, workers)
   paths = SearchPaths(os.path.abspath(search_dir))
+  # Every factory runs before any process starts: each checks its gin settings here.
+  checkpoint, maker = stages.backbone_stage()
+  cache_dir, builder = stages.cache_stage(paths.root)
+  trial_fn = settings.trial_factory(cache_dir)
+  rerank_trial_fn(settings, checkpoint, paths)  # again below, with stage (a)'s checkpoint
+  engine_obj = make_engine(engine_name, workers)
   os.makedirs(paths.root, exist_ok=True)
   with driver_lock(paths.lock), Store(paths.store) as store:
     identity.check_identity(store, gin_config, search_dir)
     if store.num_trials() == 0 or not os.path.exists(paths.config):
       write_text_atomic(paths.config, gin_config)  # the config that made the trials
-    checkpoint, cache_dir = prepare_backbone_and_cache(gin_config, paths.root)
-    payload = WorkerPayload(settings.trial_factory(cache_dir), gin_config, settings.metric)
+    checkpoint = prepare_backbone_and_cache(gin_config, checkpoint, maker, cache_dir, builder)
+    payload = WorkerPayload(trial_fn, gin_config, settings.metric)
     try:
       run_trials("search", store, algorithm, engine_obj, payload, settings, paths.root,
                  csv_path=paths.results_csv, retry_failed=retry_failed)
-      stage_rerank(store, checkpoint, engine_obj, settings, paths, gin_config, retry_failed)
+      stage_rerank(store, rerank_trial_fn(settings, checkpoint, paths), engine_obj, settings,
+                   paths, gin_config, retry_failed)
     finally:
       engine_obj.close()
     summary = stage_outputs(store, settings, paths)

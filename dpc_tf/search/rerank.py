@@ -27,9 +27,6 @@ class FixedCells:
     self.trials = list(trials)
     self.budget = len(self.trials)
 
-  def settings(self) -> dict:
-    return {"algorithm": "fixed", "cells": [t.fingerprint for t in self.trials]}
-
   def top(self, observations: Sequence[Observation]) -> list[Observation]:
     finite = [o for o in observations if math.isfinite(o.score)]
     return sorted(finite, key=lambda o: (-o.score, o.index))

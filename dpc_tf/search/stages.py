@@ -1,84 +1,64 @@
-"""The pipeline's stage functions, and where they meet dpc_tf.proxy and dpc_tf.training.
+"""What the pipeline's stages call, and where they meet dpc_tf.proxy and dpc_tf.training.
 
-    (a) backbone_stage()                  -> (checkpoint, maker)     search_backbone.*
-    (b) cache_stage(search_dir)           -> (cache_dir, builder)    search_cache.*
-    (c) trial factory(cache_dir)          -> TrialFn (proxy trial)   proxy_trial.* / fake_trial.*
-    (d) rerank factory(checkpoint, dir)   -> TrialFn (end to end)    rerank_trial.*
+    (a) backbone_stage()            search_backbone.*  -> (checkpoint, maker: proxy_backbone)
+    (b) cache_stage(search_dir)     search_cache.*     -> (cache_dir, builder or None)
+    (c) proxy_task(cache_dir)       proxy_trial.*      -> ProxyTrial, the proxy's trial function
+    (d) rerank_trial(ckpt, dir)     rerank_trial.*     -> RerankTrial, end-to-end training
 
-The functions the stages call in other packages are named by "module:function" strings (gin
-settable) and wrapped in LazyFunction, which imports them only where they run: in a worker
-or a one-off subprocess, never in the driver, so the driver stays free of TensorFlow and of
-the GPU the workers need. A missing function is a one-line SearchError naming it.
+Configs name these with gin references (`search_pipeline.trial_factory = @proxy_task`,
+`search_backbone.maker = @proxy_backbone`). This module imports neither TensorFlow nor the
+proxy or training packages at import: the bodies that run TensorFlow (proxy_backbone,
+build_proxy_cache, ProxyTrial, RerankTrial) import it when they run, which is in a stage
+subprocess or an engine worker, never in the driver. The factories run in the driver and
+check their settings there (checks.py), so a wrong `proxy_trial.*` or `rerank_trial.*` is one
+line before any process starts.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
+import json
 import os
-from typing import Any, Callable, Optional
+import sys
+from typing import Callable, Optional, Sequence
 
-import gin
-
+from dpc_tf.search import checks
 from dpc_tf.search.errors import SearchError
-
-
-def resolve(target: str, purpose: str) -> Callable:
-  """'pkg.module:function' -> the function, or SearchError saying what is missing."""
-  module_name, _, name = target.partition(":")
-  if not name:
-    raise SearchError(f"{purpose}: {target!r} is not 'module:function'")
-  try:
-    module = importlib.import_module(module_name)
-  except ImportError as e:
-    raise SearchError(f"{purpose} needs {module_name}.{name}, but {module_name} cannot be "
-                      f"imported ({e})") from None
-  fn = getattr(module, name, None)
-  if not callable(fn):
-    raise SearchError(f"{purpose} needs {module_name}.{name}(), which {module_name} does not "
-                      f"define")
-  return fn
-
-
-@dataclasses.dataclass(frozen=True)
-class LazyFunction:
-  """A picklable `module:function` plus keyword arguments, imported when first called."""
-  target: str
-  kwargs: dict = dataclasses.field(default_factory=dict)
-  purpose: str = "the search"
-
-  def __call__(self, *args) -> Any:
-    return self.load()(*args, **self.kwargs)
-
-  def load(self) -> Callable:
-    """Imports the target (and so registers its gin configurables) without calling it."""
-    return resolve(self.target, self.purpose)
-
-  def with_defaults(self, **defaults) -> "LazyFunction":
-    """The same call with extra keyword arguments where none is given yet."""
-    return dataclasses.replace(self, kwargs={**defaults, **self.kwargs})
+from dpc_tf.search_space import Cell
 
 
 # --- (a) the backbone checkpoint ------------------------------------------------------------
-@gin.configurable("search_backbone")
-def backbone_stage(checkpoint: Optional[str] = None, maker: Optional[str] = None,
-                   maker_kwargs: Optional[dict] = None
-                   ) -> tuple[Optional[str], Optional[LazyFunction]]:
+@checks.configurable("search_backbone")
+def backbone_stage(checkpoint: Optional[str] = None, maker: Optional[Callable] = None
+                   ) -> tuple[Optional[str], Optional[Callable]]:
   """(checkpoint, what returns it, making it if needed, or None).
 
-  checkpoint: an existing checkpoint (refused if missing). maker: 'module:function' that
-  returns the checkpoint path and trains it briefly when the config says so, e.g.
-  'dpc_tf.search.integrations:proxy_backbone' (feature_cache.checkpoint, or a backbone
-  pretrained by pretrain_backbone.* and reused after). Neither: no backbone stage.
+  checkpoint: an existing checkpoint (refused if missing). maker: a function of no argument
+  returning the checkpoint path, run in a stage subprocess, e.g. @proxy_backbone. Neither:
+  no backbone stage.
   """
   if checkpoint is not None:
     if not checkpoint_exists(checkpoint):
       raise SearchError(f"the backbone checkpoint {checkpoint} does not exist; train or "
                         "convert one, or set search_backbone.maker to make it")
     return checkpoint, None
-  if maker:
-    return None, LazyFunction(maker, dict(maker_kwargs or {}), "stage (a), the backbone,")
-  return None, None
+  return None, maker
+
+
+@checks.configurable("proxy_backbone")
+def proxy_backbone() -> Optional[str]:
+  """The backbone checkpoint the proxy config names (feature_cache.checkpoint), or the one
+  pretrain_backbone.* makes (once; reused while its settings match)."""
+  from dpc_tf.proxy import config as proxy_config  # pylint: disable=import-outside-toplevel
+  cache, pretrain = proxy_config.feature_cache(), proxy_config.pretrain_backbone()
+  if cache.checkpoint:
+    if not os.path.exists(cache.checkpoint):
+      raise SearchError(f"feature_cache.checkpoint {cache.checkpoint} does not exist")
+    return cache.checkpoint
+  if cache.pretrain:
+    from dpc_tf.proxy import pretrain as pretrain_lib  # pylint: disable=import-outside-toplevel
+    return pretrain_lib.pretrained_checkpoint(cache, pretrain)
+  return None  # a random backbone, if feature_cache.allow_random_init says so
 
 
 def checkpoint_exists(path: str) -> bool:
@@ -87,17 +67,22 @@ def checkpoint_exists(path: str) -> bool:
 
 
 # --- (b) the feature cache ------------------------------------------------------------------
-@gin.configurable("search_cache")
+def build_proxy_cache(cache_dir: str, checkpoint: Optional[str] = None) -> None:
+  """The proxy's caching pass with the feature_cache.* / pretrain_backbone.* settings."""
+  from dpc_tf.proxy import build_feature_cache  # pylint: disable=import-outside-toplevel
+  build_feature_cache(cache_dir, checkpoint=checkpoint)
+
+
+@checks.configurable("search_cache")
 def cache_stage(search_dir: str = "", cache_dir: Optional[str] = None, build: bool = True,
-                builder: str = "dpc_tf.proxy:build_feature_cache",
-                builder_kwargs: Optional[dict] = None
-                ) -> tuple[Optional[str], Optional[LazyFunction]]:
+                builder: Callable = build_proxy_cache
+                ) -> tuple[Optional[str], Optional[Callable]]:
   """(cache_dir, what builds it or None when it is complete). No cache_dir: no cache stage.
 
-  The builder is called as builder(cache_dir=..., checkpoint=<stage (a)'s>, **builder_kwargs).
-  A relative cache_dir is inside the search_dir (a self-contained demo); an absolute one can
-  be shared by several searches (one backbone, one cache). With the Ray engine on several
-  machines it must be on a filesystem every node mounts at the same path.
+  The builder is called as builder(cache_dir, checkpoint=<stage (a)'s>) in the stage
+  subprocess. A relative cache_dir is inside the search_dir (a self-contained demo); an
+  absolute one can be shared by several searches (one backbone, one cache). With the Ray
+  engine on several machines it must be on a filesystem every node mounts at the same path.
   """
   if cache_dir is None:
     return None, None
@@ -108,16 +93,13 @@ def cache_stage(search_dir: str = "", cache_dir: Optional[str] = None, build: bo
     raise SearchError(f"the feature cache {cache_dir} is missing or unfinished and "
                       "search_cache.build is False; build it first (python -m "
                       "dpc_tf.cache_features) or set search_cache.build = True")
-  return cache_dir, LazyFunction(builder, {"cache_dir": cache_dir, **(builder_kwargs or {})},
-                                 "stage (b), building the feature cache,")
+  return cache_dir, builder
 
 
 def cache_complete(cache_dir: str, roles: tuple[str, ...] = ("train", "eval")) -> bool:
   """Every role of the cache's manifest is complete (reads JSON only: no TensorFlow)."""
-  import json  # pylint: disable=import-outside-toplevel
-  path = os.path.join(cache_dir, "manifest.json")
   try:
-    with open(path) as f:
+    with open(os.path.join(cache_dir, "manifest.json")) as f:
       manifest = json.load(f)
   except (OSError, ValueError):
     return False
@@ -126,24 +108,79 @@ def cache_complete(cache_dir: str, roles: tuple[str, ...] = ("train", "eval")) -
 
 
 # --- (c) the proxy trial --------------------------------------------------------------------
-@gin.configurable("proxy_trial")
-def proxy_trial(cache_dir: Optional[str], target: str = "dpc_tf.proxy.trial:run_proxy_trial",
-                **settings) -> LazyFunction:
-  """The real proxy: run_proxy_trial(cell, cache_dir, **settings). Any setting is bindable."""
+@dataclasses.dataclass(frozen=True)
+class ProxyTrial:
+  """The trial function of the search: run_proxy_trial(cell, cache_dir, **settings)."""
+  cache_dir: str
+  settings: dict  # the proxy_trial.* (TrialConfig) fields, checked in the driver
+
+  def __call__(self, cell: Cell) -> dict:
+    from dpc_tf.proxy.trial import run_proxy_trial  # pylint: disable=import-outside-toplevel
+    return run_proxy_trial(cell, self.cache_dir, **self.settings)
+
+
+def proxy_trial_settings() -> dict:
+  """The proxy_trial.* bindings, type-checked, as run_proxy_trial keyword arguments.
+
+  `proxy_trial` (dpc_tf.proxy.config) is registered only where dpc_tf.proxy.config is
+  imported; where it is not, nothing can bind it and the proxy's defaults apply. Not
+  importing it here keeps the driver free of TensorFlow for configs that bind nothing.
+  """
+  proxy_config = sys.modules.get("dpc_tf.proxy.config")
+  if proxy_config is None:
+    return {}
+  config = proxy_config.proxy_trial()
+  checks.check_fields("proxy_trial", config)
+  return dataclasses.asdict(config)
+
+
+@checks.configurable("proxy_task")
+def proxy_task(cache_dir: Optional[str]) -> ProxyTrial:
+  """Trial factory of the real proxy (search_pipeline.trial_factory's default)."""
   if cache_dir is None:
     raise SearchError("the proxy trial needs a feature cache: set search_cache.cache_dir")
-  return LazyFunction(target, {"cache_dir": cache_dir, **settings},
-                      "stage (c), the proxy trial,")
+  return ProxyTrial(cache_dir, proxy_trial_settings())
 
 
 # --- (d) the end-to-end re-rank trial -------------------------------------------------------
-@gin.configurable("rerank_trial")
-def rerank_trial(checkpoint: Optional[str], work_dir: str,
-                 target: str = "dpc_tf.search.integrations:train_and_score",
-                 **settings) -> LazyFunction:
-  """Whole-model training of one cell: target(cell, model_root=work_dir, checkpoint=...,
-  **settings) -> record with 'miou'. Any setting is bindable (num_steps, batch_size, ...)."""
-  kwargs = {"model_root": work_dir, **settings}
-  if checkpoint is not None:
-    kwargs.setdefault("checkpoint", checkpoint)
-  return LazyFunction(target, kwargs, "stage (d), end-to-end re-ranking,")
+@dataclasses.dataclass(frozen=True)
+class RerankTrial:
+  """Whole-model training of a cell in model_root/<fingerprint> (so a retry resumes it),
+  initialised from the stage (a) checkpoint; the record's 'miou' is the score."""
+  model_root: str
+  checkpoint: Optional[str] = None
+  init_from_checkpoint: bool = True
+  train_overrides: Optional[dict] = None
+  settings: Optional[dict] = None  # other train_and_evaluate keyword arguments
+
+  def __call__(self, cell: Cell) -> dict:
+    from dpc_tf.training import train_and_evaluate  # pylint: disable=import-outside-toplevel
+    overrides = dict(self.train_overrides or {})
+    if self.checkpoint and self.init_from_checkpoint:
+      overrides.setdefault("init_weights", self.checkpoint)
+    model_dir = os.path.join(self.model_root, cell.fingerprint())
+    record = train_and_evaluate(cell, model_dir, train_overrides=overrides,
+                                **(self.settings or {}))
+    return dict(record, model_dir=model_dir)
+
+
+@checks.configurable("rerank_trial")
+def rerank_trial(checkpoint: Optional[str], work_dir: str, num_steps: Optional[int] = None,
+                 init_from_checkpoint: bool = True, train_overrides: Optional[dict] = None,
+                 dataset: Optional[str] = None, batch_size: Optional[int] = None,
+                 crop_size: Optional[Sequence[int]] = None, eval_split: Optional[str] = None,
+                 eval_scales: Optional[Sequence[float]] = None,
+                 eval_flip: Optional[bool] = None, max_eval_examples: Optional[int] = None,
+                 model_overrides: Optional[dict] = None) -> RerankTrial:
+  """Trial factory of the re-ranking (search_pipeline.rerank_factory = @rerank_trial).
+
+  The settings after init_from_checkpoint are dpc_tf.training.train_and_evaluate's (None:
+  the gin-bound train.* / evaluate.* value); they are spelt out here, not forwarded as
+  **kwargs, so that gin refuses a misspelt one in the driver.
+  """
+  settings = dict(num_steps=num_steps, dataset=dataset, batch_size=batch_size,
+                  crop_size=crop_size, eval_split=eval_split, eval_scales=eval_scales,
+                  eval_flip=eval_flip, max_eval_examples=max_eval_examples,
+                  model_overrides=model_overrides)
+  return RerankTrial(work_dir, checkpoint, init_from_checkpoint, train_overrides,
+                     {k: v for k, v in settings.items() if v is not None})

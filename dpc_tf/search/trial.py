@@ -24,8 +24,6 @@ from typing import Callable, Mapping
 from dpc_tf.search_space import Cell
 
 TrialFn = Callable[[Cell], dict]
-RECORD_KEYS = ("miou", "branch_params", "branch_madds", "steps", "seconds")
-"""Keys a proxy score record has; only the metric is required."""
 
 
 class TrialError(RuntimeError):
@@ -93,17 +91,14 @@ def setup_child_logging() -> None:
   _LOGGING_READY = True
 
 
-def apply_gin(fn, gin_config: str) -> None:
+def apply_gin(gin_config: str) -> None:
   """Applies the driver's gin config in this process, once (idempotent).
 
-  A callable with a `load()` method (stages.LazyFunction) is loaded first, so that the gin
-  configurables of the code it calls are registered before the config is parsed; bindings
-  for configurables this process never imports are skipped.
+  The config's `import` lines register the configurables it binds (unpickling the trial
+  function imported its own module already); bindings of configurables this process never
+  imports (the driver's search_pipeline.*, engines) are skipped.
   """
   setup_child_logging()
-  load = getattr(fn, "load", None)
-  if callable(load):
-    load()
   if not gin_config:
     return
   key = hashlib.sha256(gin_config.encode()).hexdigest()
@@ -117,7 +112,7 @@ def apply_gin(fn, gin_config: str) -> None:
 
 
 def prepare_worker(payload: WorkerPayload) -> None:
-  apply_gin(payload.trial_fn, payload.gin_config)
+  apply_gin(payload.gin_config)
 
 
 def execute(payload: WorkerPayload, cell_json: str) -> tuple[dict, float]:

@@ -31,7 +31,14 @@ def test_render_refuses_other_formats(tmp_path):
 
 
 def test_command_line(tmp_path, commands):
-  out = tmp_path / "c.png"
-  result = commands.run("dpc_tf.render_cell", f"--output={out}", timeout=120)
+  """The command draws the cell it is given, with the title it is given."""
+  cell = ss.Cell.from_text("F:pool@2x4 0:sep3x3@3x21")
+  cell_path, out = tmp_path / "cell.json", tmp_path / "c.svg"
+  cell.save(str(cell_path))
+  result = commands.run("dpc_tf.render_cell", f"--cell={cell_path}", f"--output={out}",
+                        "--title=my cell", timeout=120)
   assert result.returncode == 0, result.stderr
-  assert out.stat().st_size > 10_000
+  assert result.stdout.strip() == str(out)
+  svg = out.read_text()
+  assert "my cell" in svg and "grid 2x4" in svg and "rate 3x21" in svg
+  assert "rate 18x15" not in svg  # not the released cell, the default

@@ -23,13 +23,16 @@ def _assert_one_line_error(result, *fragments):
     (["--budget=0"], ["budget", ">= 1", "got 0"]),
     (["--engine=spark"], ["unknown engine 'spark'", "local, ray"]),
     (["--gin_bindings=search_algorithm.p_uniform = 2.0"], ["p_uniform must be in [0, 1]"]),
-    (["--gin_bindings=search_pipeline.trial_factory = @proxy_trial",
+    (["--gin_bindings=search_pipeline.trial_factory = @proxy_task",
       "--gin_bindings=search_cache.cache_dir = '/nonexistent/cache'",
       "--gin_bindings=search_cache.build = False"],
      ["feature cache /nonexistent/cache is missing"]),
     (["--gin_bindings=search_backbone.checkpoint = '/nonexistent/ckpt'"],
      ["backbone checkpoint /nonexistent/ckpt does not exist"]),
     (["--gin_bindings=search_algorithm.no_such_setting = 1"], ["bad gin config"]),
+    (["--gin_bindings=rerank_trial.num_stpes = 1"],
+     ["bad gin config", "'rerank_trial' doesn't have a parameter named 'num_stpes'"]),
+    (["--gin_bindings=search_algorithm.seed = '1'"], ["search_algorithm.seed = '1' is not an int"]),
     (["--gin_bindings=search_pipeline.rerank_top_k = 2"], ["rerank_factory"]),
 ])
 def test_bad_configs(tmp_path, cli, extra, fragments):

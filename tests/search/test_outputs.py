@@ -1,9 +1,12 @@
-"""results.csv, best cells, plots helpers, progress lines, config identity, stage wiring."""
+"""results.csv, best cells, plots, progress lines, config identity, stage wiring."""
 
 import csv
+import dataclasses
+import inspect
 import json
 import math
 import os
+import pickle
 import random
 import sys
 
@@ -11,6 +14,7 @@ import gin
 import pytest
 from scipy import stats
 
+from dpc_tf.proxy.trial import TrialConfig
 from dpc_tf.search import identity, plots, results, stages
 from dpc_tf.search.errors import SearchError
 from dpc_tf.search.progress import Progress, format_duration
@@ -63,13 +67,14 @@ def test_results_writer_rate_limit(tmp_path):
     def finished(self):
       return self._done
 
-  writer(FakeCoordinator(False), store.get(0))
-  first = os.stat(tmp_path / "r.csv").st_mtime_ns
+  writer(FakeCoordinator(False), store.get(0))  # the first result is written at once
+  with open(tmp_path / "r.csv") as f:
+    assert [r["cell"] for r in csv.DictReader(f)] == [CELLS[0].text]
   os.remove(tmp_path / "r.csv")
   writer(FakeCoordinator(False), store.get(0))  # inside the interval: not rewritten
   assert not os.path.exists(tmp_path / "r.csv")
   writer(FakeCoordinator(True), store.get(0))  # the last one always is
-  assert os.path.exists(tmp_path / "r.csv") and first > 0
+  assert os.path.exists(tmp_path / "r.csv")
 
 
 @pytest.mark.filterwarnings("ignore::scipy.stats.ConstantInputWarning")
@@ -84,6 +89,28 @@ def test_spearman_matches_scipy_with_ties():
     assert (math.isnan(got) and math.isnan(expected)) or got == pytest.approx(expected)
   assert plots.spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
   assert math.isnan(plots.spearman([1], [2]))
+
+
+def test_plots_show_the_store(tmp_path):
+  """Each figure is drawn from the store's numbers (SVG keeps the text, so it can be read)."""
+  pytest.importorskip("matplotlib")
+  store = _store(tmp_path, [0.5, None, 0.7, 0.6], reranks={0: 0.9, 2: 0.95, 3: 0.8})
+  written = plots.write_plots(store, str(tmp_path / "plots"))
+  assert written == {
+      "proxy_scores": str(tmp_path / "plots" / "proxy_scores.png"),
+      "proxy_vs_rerank": str(tmp_path / "plots" / "proxy_vs_rerank.png"),
+      "spearman_rho": pytest.approx(0.5),  # trials 0, 2, 3: proxy ranks 1, 3, 2, re-rank 2, 3, 1
+      "best_cell": str(tmp_path / "plots" / "best_cell.png")}
+  for key in ("proxy_scores", "proxy_vs_rerank", "best_cell"):
+    with open(written[key], "rb") as f:
+      assert f.read(4) == b"\x89PNG"
+  svg = tmp_path / "scores.svg"
+  plots.plot_score_distribution([0.5, 0.7, 0.6], str(svg))
+  assert "Proxy scores of 3 cells" in svg.read_text() and "best 0.7000" in svg.read_text()
+  _, rho = plots.plot_proxy_vs_rerank([0.5, 0.7, 0.6], [0.9, 0.95, 0.8], str(svg))
+  assert rho == pytest.approx(0.5) and "Spearman rho = 0.500" in svg.read_text()
+  plots.draw_cell(CELLS[3], str(svg), "trial 3")
+  assert "trial 3" in svg.read_text() and "rate 3x3" in svg.read_text()
 
 
 def test_progress_line_and_eta():
@@ -116,26 +143,46 @@ def test_identity_check_on_a_store(tmp_path):
 
 
 def test_stage_wiring(tmp_path):
-  missing = stages.LazyFunction("dpc_tf.no_such_module:f", {}, "stage (x)")
-  with pytest.raises(SearchError, match=r"stage \(x\) needs dpc_tf.no_such_module.f"):
-    missing(None)
-  with pytest.raises(SearchError, match="does not define"):
-    stages.LazyFunction("dpc_tf.search.plots:no_such_function")()
-  assert stages.LazyFunction("dpc_tf.search.plots:spearman", {"y": [1, 2]})([2, 1]) == -1.0
   gin.parse_config(f"search_cache.cache_dir = '{tmp_path}/cache'\nsearch_cache.build = True\n"
-                   "proxy_trial.steps = 7")
+                   "search_backbone.maker = @proxy_backbone")
+  assert stages.backbone_stage() == (None, stages.proxy_backbone)
   cache_dir, builder = stages.cache_stage()
-  assert cache_dir == f"{tmp_path}/cache" and builder.target == "dpc_tf.proxy:build_feature_cache"
-  assert builder.with_defaults(checkpoint="ckpt").kwargs == {"cache_dir": cache_dir,
-                                                             "checkpoint": "ckpt"}
+  assert (cache_dir, builder) == (f"{tmp_path}/cache", stages.build_proxy_cache)
   os.makedirs(cache_dir)
+  with open(os.path.join(cache_dir, "manifest.json"), "w") as f:
+    json.dump({"roles": {"train": {"complete": True}, "eval": {"complete": False}}}, f)
+  assert stages.cache_stage() == (cache_dir, stages.build_proxy_cache)  # unfinished: rebuilt
   with open(os.path.join(cache_dir, "manifest.json"), "w") as f:
     json.dump({"roles": {"train": {"complete": True}, "eval": {"complete": True}}}, f)
   assert stages.cache_stage() == (cache_dir, None)  # complete: reused, not rebuilt
-  trial = stages.proxy_trial(cache_dir)
-  assert trial.target == "dpc_tf.proxy.trial:run_proxy_trial"
-  assert trial.kwargs == {"cache_dir": cache_dir, "steps": 7}
-  assert stages.backbone_stage() == (None, None)
+  with pytest.raises(SearchError, match="needs a feature cache"):
+    stages.proxy_task(None)
+  # What the stage subprocess and the workers receive travels by reference, not by value.
+  for fn in (stages.proxy_backbone, stages.build_proxy_cache):
+    assert pickle.loads(pickle.dumps(fn)) is fn
+
+
+def test_trial_functions_carry_their_settings(tmp_path):
+  from dpc_tf.proxy import config as proxy_config  # noqa: F401  registers proxy_trial
+  gin.parse_config("proxy_trial.steps = 7\nproxy_trial.learning_rate = 1\n"
+                   "rerank_trial.num_steps = 3\nrerank_trial.train_overrides = {'seed': 2}\n"
+                   "rerank_trial.model_overrides = {'depth_multiplier': 0.5}")
+  trial = pickle.loads(pickle.dumps(stages.proxy_task(str(tmp_path))))
+  defaults = dataclasses.asdict(TrialConfig())
+  assert trial == stages.ProxyTrial(str(tmp_path), dict(defaults, steps=7, learning_rate=1))
+  rerank = pickle.loads(pickle.dumps(stages.rerank_trial("ckpt", str(tmp_path))))
+  assert rerank == stages.RerankTrial(str(tmp_path), "ckpt", True, {"seed": 2}, {
+      "num_steps": 3, "model_overrides": {"depth_multiplier": 0.5}})
+
+
+def test_rerank_settings_are_train_and_evaluate_arguments():
+  """rerank_trial spells train_and_evaluate's arguments out (so gin checks the names in the
+  driver); this keeps the two lists from drifting apart."""
+  from dpc_tf.training import train_and_evaluate  # pylint: disable=import-outside-toplevel
+  own = {"checkpoint", "work_dir", "init_from_checkpoint"}
+  forwarded = set(inspect.signature(stages.rerank_trial).parameters) - own
+  assert forwarded <= set(inspect.signature(train_and_evaluate).parameters)
+  assert {"num_steps", "dataset", "max_eval_examples", "model_overrides"} <= forwarded
 
 
 def test_missing_ray_is_a_one_line_error(monkeypatch):

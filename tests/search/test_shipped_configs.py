@@ -1,8 +1,5 @@
-"""Every shipped search config parses, and the per-dataset ones bind their data.
-
-The search configs include every proxy config (gin/proxy/), so those are parsed here too;
-the proxy CLI registers its own `proxy_trial`, which is why they are not parsed alone.
-"""
+"""Every shipped search and proxy config parses; the per-dataset ones bind their data and the
+real trial functions."""
 
 import glob
 import os
@@ -10,7 +7,9 @@ import os
 import gin
 import pytest
 
-from dpc_tf.proxy import config as proxy_config  # noqa: F401  registers feature_cache
+from dpc_tf import gin_config
+from dpc_tf.proxy import config as proxy_config
+from dpc_tf.search import pipeline, stages
 from dpc_tf.training.config import parse_gin
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -35,3 +34,16 @@ def test_config_parses(path):
       assert (dataset, crop) == (want_dataset, want_crop)
       assert gin.query_parameter("proxy_trial.steps") == 30000
       assert gin.query_parameter("proxy_trial.batch_size") == 8
+  if not os.path.basename(path).startswith("fake"):
+    settings = pipeline.pipeline_settings()
+    assert (settings.trial_factory, settings.rerank_factory) == (stages.proxy_task,
+                                                                 stages.rerank_trial)
+    assert stages.backbone_stage() == (None, stages.proxy_backbone)
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(ROOT, "gin", "proxy", "*.gin"))),
+                         ids=lambda p: os.path.relpath(p, ROOT))
+def test_proxy_config_parses_alone(path):
+  """`proxy_trial` means TrialConfig wherever it is parsed (the proxy CLI or the search)."""
+  gin_config.parse([path], modules=proxy_config.MODULES)
+  assert proxy_config.configured()[2].steps == gin.query_parameter("proxy_trial.steps")

@@ -22,10 +22,9 @@ import socket
 import time
 from typing import Optional, Sequence
 
-import gin
 from absl import logging
 
-from dpc_tf.search import trial as trial_lib
+from dpc_tf.search import checks, trial as trial_lib
 from dpc_tf.search.coordinator import Coordinator
 from dpc_tf.search.errors import SearchError
 from dpc_tf.search.store import Trial
@@ -230,7 +229,7 @@ class LocalEngine:
     return True
 
 
-@gin.configurable("local_engine")
+@checks.configurable("local_engine")
 def make_local_engine(workers: int = 1, trial_timeout_s: float = 0.0,
                       trials_per_worker: int = 0,
                       visible_devices: Sequence[str] = ()) -> LocalEngine:

@@ -25,10 +25,9 @@ import os
 import time
 from typing import Optional
 
-import gin
 from absl import logging
 
-from dpc_tf.search import trial as trial_lib
+from dpc_tf.search import checks, trial as trial_lib
 from dpc_tf.search.coordinator import Coordinator
 from dpc_tf.search.errors import SearchError
 
@@ -136,7 +135,7 @@ class RayEngine:
     tuner.fit()
 
 
-@gin.configurable("ray_engine")
+@checks.configurable("ray_engine")
 def make_ray_engine(address: Optional[str] = None, max_concurrent: int = 0,
                     cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
                     reuse_actors: bool = True) -> RayEngine:
