@@ -64,6 +64,8 @@ def resolve_file(path: str) -> str:
   if os.path.isdir(expanded):
     raise DpcError(f"gin file {path} is a folder, not a config file")
   shipped = packaged_path(expanded)
+  if shipped is None and os.path.isabs(expanded):
+    raise DpcError(f"gin file not found: {path}")
   if shipped is None:
     raise DpcError(f"gin file not found: {path} (neither on disk nor among the packaged "
                    f"configs in {PACKAGED_ROOT})")

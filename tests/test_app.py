@@ -3,12 +3,8 @@
 import ast
 import concurrent.futures
 import os
-import signal
-import subprocess
-import sys
-import time
 
-from dpc_tf.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, DpcError, one_line
+from dpc_tf.errors import EXIT_USER_ERROR, DpcError, one_line
 
 
 def _console_scripts(root):
@@ -54,23 +50,6 @@ def test_packaged_configs_work_from_an_empty_folder(commands, tmp_path):
   assert result.returncode == 0, result.stderr[-2000:]
   assert "not on disk, using the packaged config" in result.stderr
   assert "search finished: 4 done, 0 failed" in result.stdout
-
-
-def test_sigterm_stops_a_command_with_one_line_and_status_130(commands, tmp_path):
-  proc = subprocess.Popen(
-      [sys.executable, "-m", "dpc_tf.search", "--gin_file=gin/search/fake_demo.gin",
-       f"--search_dir={tmp_path}", "--gin_bindings=fake_trial.sleep_s = 30"],
-      cwd=commands.root, env=commands.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-      text=True)
-  deadline = time.time() + 60
-  while time.time() < deadline and not os.path.exists(tmp_path / "trials.sqlite"):
-    time.sleep(0.2)
-  time.sleep(1.0)
-  proc.send_signal(signal.SIGTERM)
-  _, stderr = proc.communicate(timeout=60)
-  assert proc.returncode == EXIT_INTERRUPTED, stderr[-2000:]
-  assert stderr.strip().splitlines()[-1] == (
-      "dpc_tf.search: interrupted; finished trials are kept, run the same command to resume")
 
 
 def test_one_line():

@@ -17,7 +17,9 @@ from dpc_tf.training.config import EvalConfig, TrainConfig
 from dpc_tf.errors import DpcError
 
 # What the data package and tfds raise for a dataset that is not there (manual downloads).
-_MISSING_DATA = (FileNotFoundError, AssertionError, OSError)
+# tfds reports a missing download or manual_dir in these builtin types; ManualDirError is
+# ours (a DpcError) and gets the same context.
+_MISSING_DATA = (FileNotFoundError, AssertionError, OSError, data.ManualDirError)
 
 
 def get_spec(name: str) -> data.DatasetSpec:

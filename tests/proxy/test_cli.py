@@ -2,17 +2,16 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
+
+from dpc_tf.errors import EXIT_USER_ERROR
 
 from dpc_tf.proxy import (CacheConfig, PretrainConfig, backbone_fingerprint, build_feature_cache,
                           make_cache)
 from dpc_tf.proxy.backbone_weights import BackboneWeightsError, load_backbone_weights
 from dpc_tf.proxy.pretrain import checkpoint_dir, pretrained_checkpoint
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GIN = """
 feature_cache.backbone = "mobilenet_v2"
 feature_cache.depth_multiplier = 0.25
@@ -25,21 +24,12 @@ proxy_trial.filters = 16
 """
 
 
-def _run(module: str, *args: str) -> subprocess.CompletedProcess:
-  env = {**os.environ, "PYTHONPATH": _ROOT, "TF_CPP_MIN_LOG_LEVEL": "3"}
-  return subprocess.run([sys.executable, "-m", module, *args], cwd=_ROOT, env=env,
-                        capture_output=True, text=True, timeout=300, check=False)
-
-
-def _error_line(result: subprocess.CompletedProcess) -> str:
-  return result.stderr.strip().splitlines()[-1]
-
-
-def test_cache_and_proxy_command_lines(tmp_path):
+def test_cache_and_proxy_command_lines(tmp_path, commands):
   gin_file = tmp_path / "tiny.gin"
   gin_file.write_text(GIN)
   cache_dir = str(tmp_path / "cache")
-  made = _run("dpc_tf.cache_features", f"--gin_file={gin_file}", f"--cache_dir={cache_dir}")
+  made = commands.run("dpc_tf.cache_features", f"--gin_file={gin_file}",
+                      f"--cache_dir={cache_dir}")
   assert made.returncode == 0, made.stderr[-2000:]
   summary = json.loads(made.stdout.strip().splitlines()[-1])
   assert summary["train"] == {"count": 32, "shards": 2, "feature_shape": [9, 9, 80],
@@ -47,14 +37,15 @@ def test_cache_and_proxy_command_lines(tmp_path):
   assert summary["eval"]["count"] == 16
   assert "RANDOMLY INITIALISED" in made.stderr  # said loudly
 
-  refused = _run("dpc_tf.cache_features", f"--gin_file={gin_file}", f"--cache_dir={cache_dir}",
+  refused = commands.run("dpc_tf.cache_features", f"--gin_file={gin_file}",
+                         f"--cache_dir={cache_dir}",
                  "--gin_bindings=feature_cache.train_views = 2")
-  assert refused.returncode == 1
-  assert _error_line(refused).startswith(f"cache_features: error: cache {cache_dir} was made "
+  assert refused.returncode == EXIT_USER_ERROR
+  assert commands.error_line(refused).startswith(f"dpc_tf.cache_features: error: cache {cache_dir} was made "
                                          f"with different settings: train.views: cache has 1, "
                                          f"asked for 2")
 
-  trial = _run("dpc_tf.proxy", f"--gin_file={gin_file}", f"--cache_dir={cache_dir}",
+  trial = commands.run("dpc_tf.proxy", f"--gin_file={gin_file}", f"--cache_dir={cache_dir}",
                "--cell=F:sep3x3@1x6 0:pool@2x2", f"--output={tmp_path / 'record.json'}")
   assert trial.returncode == 0, trial.stderr[-2000:]
   record = json.loads(trial.stdout.strip().splitlines()[-1])
@@ -62,10 +53,10 @@ def test_cache_and_proxy_command_lines(tmp_path):
   assert record["steps"] == 4 and record["cell_text"] == "F:sep3x3@1x6 0:pool@2x2"
   assert json.loads((tmp_path / "record.json").read_text()) == record
 
-  bad = _run("dpc_tf.proxy", f"--gin_file={gin_file}", f"--cache_dir={cache_dir}",
+  bad = commands.run("dpc_tf.proxy", f"--gin_file={gin_file}", f"--cache_dir={cache_dir}",
              "--cell=F:sep3x3@5x5")
-  assert bad.returncode == 1
-  assert _error_line(bad) == "proxy: error: branch 0: rate r_h=5 is not in {1,3,6,9,12,15,18,21}"
+  assert bad.returncode == EXIT_USER_ERROR
+  assert commands.error_line(bad) == "dpc_tf.proxy: error: branch 0: rate r_h=5 is not in {1,3,6,9,12,15,18,21}"
 
 
 def test_search_cache_builder_refuses_unknown_settings(tmp_path):

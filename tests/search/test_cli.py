@@ -1,8 +1,10 @@
-"""`python -m dpc_tf.search`: bad configs end with one line and status 1, never a traceback."""
+"""`python -m dpc_tf.search`: bad configs end with one line and status 2, never a traceback."""
 
 import os
 
 import pytest
+
+from dpc_tf.errors import EXIT_USER_ERROR
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FAKE = os.path.join(ROOT, "gin", "search", "fake_demo.gin")
@@ -11,7 +13,7 @@ QUICK = ["--gin_bindings=search_pipeline.rerank_top_k = 0",
 
 
 def _assert_one_line_error(result, *fragments):
-  assert result.returncode == 1, (result.returncode, result.stderr[-2000:])
+  assert result.returncode == EXIT_USER_ERROR, (result.returncode, result.stderr[-2000:])
   assert "Traceback" not in result.stderr
   last = result.stderr.strip().splitlines()[-1]
   assert last.startswith("dpc_tf.search: error: "), result.stderr[-2000:]
@@ -44,7 +46,7 @@ def test_bad_configs(tmp_path, cli, extra, fragments):
 
 def test_missing_gin_file_and_search_dir(tmp_path, cli):
   _assert_one_line_error(cli([f"--gin_file={tmp_path}/nope.gin", f"--search_dir={tmp_path}"]),
-                         "gin file", "does not exist")
+                         f"gin file not found: {tmp_path}/nope.gin")
   _assert_one_line_error(cli([f"--gin_file={FAKE}"]), "--search_dir is required")
 
 

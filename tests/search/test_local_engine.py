@@ -14,6 +14,7 @@ import gin
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from dpc_tf.errors import EXIT_INTERRUPTED
 from dpc_tf.search.algorithm import History, RandomSearch
 from dpc_tf.search.coordinator import Coordinator
 from dpc_tf.search.engines.local import LocalEngine
@@ -188,8 +189,8 @@ def test_sigterm_stops_cleanly_and_gives_the_attempt_back(tmp_path):
   time.sleep(0.5)  # let the worker start the trial
   driver.send_signal(signal.SIGTERM)
   _, stderr = driver.communicate(timeout=30)
-  assert driver.returncode == 1
+  assert driver.returncode == EXIT_INTERRUPTED  # 130, as for every command (dpc_tf.app)
   assert stderr.strip().splitlines()[-1] == \
-      "dpc_tf.search: interrupted; run the same command again to resume"
+      "dpc_tf.search: interrupted; finished trials are kept, run the same command to resume"
   with Store(store_path) as store:
     assert [(t.status, t.attempts) for t in store.trials()] == [("pending", 0)] * 2

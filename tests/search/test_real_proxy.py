@@ -10,12 +10,10 @@ import csv
 import json
 import os
 
-import gin
-
+from dpc_tf import gin_config
 from dpc_tf.search.pipeline import run_pipeline
 from dpc_tf.search_space import Cell
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = [
     "feature_cache.dataset = 'dpc_synthetic/tiny'", "feature_cache.depth_multiplier = 0.25",
     "feature_cache.pretrain = False", "feature_cache.allow_random_init = True",
@@ -26,9 +24,7 @@ TINY = [
 
 
 def test_synthetic_demo_with_the_real_proxy(tmp_path):
-  gin.add_config_file_search_path(ROOT)
-  gin.parse_config_files_and_bindings(
-      [os.path.join(ROOT, "gin", "search", "synthetic_demo.gin")], TINY)
+  gin_config.parse(["gin/search/synthetic_demo.gin"], TINY, modules=("dpc_tf.search.pipeline",))
   summary = run_pipeline(str(tmp_path), budget=2)
   with open(tmp_path / "feature_cache" / "manifest.json") as f:
     manifest = json.load(f)
