@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from dpc_tf.checkpoints import converted
 from dpc_tf.checkpoints.tf1_names import tf1_mapping, weight_keys
-from dpc_tf.errors import DpcError
+from dpc_tf.errors import DpcError, one_line
 from dpc_tf.utils.files import write_json_atomic
 
 _SLOT = re.compile(r"/(Momentum|Adam|Adam_1|RMSProp|RMSProp_1|Adagrad|Ftrl|Ftrl_1)$")
@@ -64,8 +64,7 @@ def _read_checkpoint(checkpoint: str):
   try:
     reader = tf.train.load_checkpoint(checkpoint)
   except (tf.errors.NotFoundError, tf.errors.DataLossError, ValueError) as e:
-    message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    raise ConversionError(f"cannot read checkpoint {checkpoint}: {message}") from None
+    raise ConversionError(f"cannot read checkpoint {checkpoint}: {one_line(e)}") from None
   return reader, reader.get_variable_to_shape_map()
 
 

@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from dpc_tf.checkpoints import converted
 from dpc_tf.checkpoints.tf1_names import weight_keys
-from dpc_tf.errors import DpcError
+from dpc_tf.errors import DpcError, one_line
 from dpc_tf.utils.files import write_json_atomic
 
 
@@ -51,8 +51,7 @@ def load_backbone_weights(backbone: keras.Model, checkpoint: str) -> None:
     try:
       backbone.load_weights(checkpoint)
     except ValueError as e:
-      raise BackboneWeightsError(f"backbone checkpoint {checkpoint}: "
-                                 f"{str(e).splitlines()[0]}") from None
+      raise BackboneWeightsError(f"backbone checkpoint {checkpoint}: {one_line(e)}") from None
   else:
     raise BackboneWeightsError(
         f"backbone checkpoint {checkpoint}: not a converted-weights folder (weights.h5 + "

@@ -24,7 +24,7 @@ from typing import Callable, Optional
 from dpc_tf.search.algorithm import History, Observation, RandomSearch
 from dpc_tf.search.errors import SearchError
 from dpc_tf.search.store import TERMINAL, Store, Trial
-from dpc_tf.search.trial import score_of
+from dpc_tf.search.trial import headline, score_of
 
 Listener = Callable[["Coordinator", Trial], None]
 
@@ -112,10 +112,9 @@ class Coordinator:
       return None
     self._consecutive_failures += 1
     if 0 < self.max_consecutive_failures <= self._consecutive_failures and self.error is None:
-      first_line = error.splitlines()[0] if error else "unknown error"
       self.error = SearchError(
           f"{self._consecutive_failures} trial attempts failed in a row, the last (trial "
-          f"{trial_id}): {first_line}; fix the cause and rerun the same command to resume")
+          f"{trial_id}): {headline(error)}; fix the cause and rerun the same command to resume")
     self._notify(self.store.get(trial_id))
     return status
 

@@ -14,6 +14,7 @@ from typing import Callable, Optional
 from absl import logging
 
 from dpc_tf.search.store import Trial
+from dpc_tf.search.trial import headline
 
 
 def format_duration(seconds: float) -> str:
@@ -86,9 +87,9 @@ class Progress:
     now = self.clock()
     terminal = counts["done"] + counts["failed"]
     if trial.status != "done":
-      first = (trial.error or "").splitlines()[0] if trial.error else "unknown error"
       logging.warning("trial %d (%s) attempt %d failed%s: %s", trial.id, trial.cell_text,
-                      trial.attempts, ", will retry" if trial.status == "pending" else "", first)
+                      trial.attempts, ", will retry" if trial.status == "pending" else "",
+                      headline(trial.error))
     last = terminal >= self.budget
     if last or trial.status != "done" or now - self.last_time >= self.min_interval_s:
       self.last_line = self.line(counts, coordinator.best())

@@ -19,6 +19,7 @@ import time
 from typing import Optional
 
 from dpc_tf.search.store import Store, Trial
+from dpc_tf.search.trial import headline
 from dpc_tf.utils.files import write_text_atomic
 
 COLUMNS = ("trial_id", "cell", "status", "proxy_miou", "branch_params", "branch_madds",
@@ -35,7 +36,7 @@ def _number(value) -> str:
 
 def trial_row(trial: Trial) -> dict:
   record = trial.record or {}
-  error = trial.error.splitlines()[0] if trial.error and trial.status != "done" else ""
+  error = headline(trial.error) if trial.error and trial.status != "done" else ""
   return {"trial_id": trial.id, "cell": trial.cell_text, "status": trial.status,
           "proxy_miou": _number(trial.score), "branch_params": _number(record.get("branch_params")),
           "branch_madds": _number(record.get("branch_madds")), "seconds": _number(trial.seconds),

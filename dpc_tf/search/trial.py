@@ -21,6 +21,7 @@ import time
 import traceback
 from typing import Callable, Mapping
 
+from dpc_tf.errors import one_line
 from dpc_tf.search_space import Cell
 
 TrialFn = Callable[[Cell], dict]
@@ -67,10 +68,14 @@ def score_of(record: Mapping, metric: str = "miou") -> float:
 
 
 def describe_exception(error: BaseException) -> str:
-  """One line for logs and the CSV, then the traceback for the store."""
-  message = str(error).strip().splitlines()
-  first = f"{type(error).__name__}: {message[0] if message else ''}".rstrip(": ")
+  """One line for logs and the CSV (see headline), then the traceback for the store."""
+  first = f"{type(error).__name__}: {one_line(error)}"
   return first[:500] + "\n\n" + "".join(traceback.format_exception(error))[-4000:]
+
+
+def headline(error_text) -> str:
+  """The one-line headline of a stored trial error (describe_exception's first line)."""
+  return error_text.splitlines()[0] if error_text else "unknown error"
 
 
 _APPLIED_GIN: set[str] = set()

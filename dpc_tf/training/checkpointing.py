@@ -17,8 +17,8 @@ from typing import Optional
 
 import tensorflow as tf
 
+from dpc_tf.errors import DpcError, one_line
 from dpc_tf.training import strategy as strategy_lib
-from dpc_tf.errors import DpcError
 
 CHECKPOINT_NAME = "ckpt"
 
@@ -34,10 +34,6 @@ def checkpoint_step(path: str) -> int:
     return int(path.rsplit("-", 1)[1])
   except (IndexError, ValueError):
     return int(tf.train.load_variable(path, "step/.ATTRIBUTES/VARIABLE_VALUE"))
-
-
-def _one_line(error: BaseException) -> str:
-  return " ".join(str(error).split())[:400]
 
 
 class CheckpointKeeper:
@@ -62,7 +58,7 @@ class CheckpointKeeper:
       self.checkpoint.restore(path).assert_existing_objects_matched()
     except (AssertionError, ValueError, tf.errors.OpError) as e:
       raise DpcError(f"checkpoint {path} does not fit this model/optimizer (was model_dir "
-                      f"trained with another config?): {_one_line(e)}") from None
+                      f"trained with another config?): {one_line(e)}") from None
     return path
 
   def save(self, step: int) -> Optional[str]:
@@ -83,7 +79,7 @@ def restore_for_inference(model: tf.Module, path: str) -> int:
     status.assert_existing_objects_matched()
   except (AssertionError, ValueError, tf.errors.OpError) as e:
     raise DpcError(f"checkpoint {path} does not fit the model built from the gin config: "
-                    f"{_one_line(e)}") from None
+                    f"{one_line(e)}") from None
   status.expect_partial()  # The optimizer's slots are in the file but not wanted here.
   return int(step.numpy())
 

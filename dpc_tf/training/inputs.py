@@ -13,8 +13,8 @@ from __future__ import annotations
 import tensorflow as tf
 
 from dpc_tf import data
+from dpc_tf.errors import DpcError, one_line
 from dpc_tf.training.config import EvalConfig, TrainConfig
-from dpc_tf.errors import DpcError
 
 # What the data package and tfds raise for a dataset that is not there (manual downloads).
 # tfds reports a missing download or manual_dir in these builtin types; ManualDirError is
@@ -29,18 +29,14 @@ def get_spec(name: str) -> data.DatasetSpec:
     raise DpcError(str(e)) from None
 
 
-def _one_line(error: BaseException) -> str:
-  return " ".join(str(error).split())[:500] or type(error).__name__
-
-
 def _pipeline(name: str, split: str, **kwargs) -> tf.data.Dataset:
   try:
     return data.build_input_pipeline(name, split, **kwargs)
   except _MISSING_DATA as e:
-    raise DpcError(f"dataset {name!r} split {split!r} is not available: {_one_line(e)}") \
+    raise DpcError(f"dataset {name!r} split {split!r} is not available: {one_line(e)}") \
         from None
   except ValueError as e:
-    raise DpcError(f"dataset {name!r} split {split!r}: {_one_line(e)}") from None
+    raise DpcError(f"dataset {name!r} split {split!r}: {one_line(e)}") from None
 
 
 def train_crop(config: TrainConfig) -> tuple[int, int]:
