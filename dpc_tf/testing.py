@@ -50,7 +50,7 @@ def _shape(x) -> tuple:
 
 
 def _numpy(outputs):
-  return keras.tree.map_structure(lambda t: keras.ops.convert_to_numpy(t), outputs)
+  return keras.tree.map_structure(keras.ops.convert_to_numpy, outputs)
 
 
 def _assert_same(actual, expected, atol: float, what: str) -> None:
@@ -63,8 +63,7 @@ def _assert_same(actual, expected, atol: float, what: str) -> None:
 
 
 def _input_shapes(inputs):
-  return keras.tree.map_structure(_shape, inputs) if isinstance(inputs, (list, tuple)) \
-      else _shape(inputs)
+  return [_shape(x) for x in inputs] if isinstance(inputs, (list, tuple)) else _shape(inputs)
 
 
 def _call(layer, inputs):
