@@ -20,7 +20,7 @@ import json
 
 from absl import flags
 
-from dpc_tf import app, costs, models, search_space
+from dpc_tf import app, backbones, costs, models, search_space
 from dpc_tf.errors import DpcError
 from dpc_tf.layers import common
 
@@ -32,7 +32,7 @@ flags.DEFINE_integer("feature_channels", 2048, "Channels of the backbone feature
 flags.DEFINE_list("crop", ["1025", "2049"], "Input size H,W (or one value for a square).")
 flags.DEFINE_integer("output_stride", 16, "Backbone output stride (8, 16 or 32).")
 flags.DEFINE_bool("json", False, "Print one JSON object instead of a table.")
-flags.DEFINE_enum("backbone", None, ["xception_41", "xception_65", "xception_71", "mobilenet_v2"],
+flags.DEFINE_enum("backbone", None, list(backbones.BACKBONES),
                   "Count the whole model on this backbone instead of the head alone.")
 flags.DEFINE_string("decoder_output_stride", "4", "With --backbone: 4 (DeepLabv3+ decoder) "
                     "or none.")
@@ -62,8 +62,7 @@ def head_stats(head: str, cell, feature_channels: int, crop, output_stride: int)
     raise DpcError(f"--output_stride must be 8, 16 or 32, got {output_stride}")
   size = tuple(common.scale_dimension(c, 1.0 / output_stride) for c in crop)
   shape = size + (feature_channels,)
-  kwargs = dict(rate_multiplier=16 // output_stride, crop_size=crop,
-                output_stride=output_stride, name="head")
+  kwargs = dict(crop_size=crop, output_stride=output_stride, name="head")
   layer = layers.ASPP(**kwargs) if head == "aspp" else layers.DensePredictionCell(cell, **kwargs)
   inputs = keras.Input(shape)
   model = keras.Model(inputs, layer(inputs))

@@ -62,6 +62,17 @@ def feature_channels(depth_multiplier: float = 1.0) -> int:
   return depth_fn(depth_multiplier)(LAYERS[-1].channels)
 
 
+def endpoint_channels(endpoint: str, depth_multiplier: float = 1.0) -> int:
+  """Channels of "features" or "decoder_tap" (layer_4's depthwise output: the expansion of
+  layer_3's output, which does not scale linearly with the multiplier) from the table."""
+  if endpoint == "features":
+    return feature_channels(depth_multiplier)
+  if endpoint == "decoder_tap":
+    tap_input = depth_fn(depth_multiplier)(LAYERS[DECODER_TAP_LAYER - 3].channels)
+    return expanded_channels(tap_input, LAYERS[DECODER_TAP_LAYER - 2].expansion)
+  raise ValueError(f"mobilenet_v2 has no endpoint {endpoint!r}")
+
+
 def tf1_scope(layer: int) -> str:
   """TF1 variable scope of layer_{layer} (1-based, as slim's endpoints)."""
   if layer == 1:

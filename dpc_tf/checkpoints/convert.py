@@ -18,6 +18,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
+from dpc_tf.backbones.registry import get_backbone
 from dpc_tf.checkpoints import converted
 from dpc_tf.checkpoints.tf1_names import tf1_mapping, weight_keys
 from dpc_tf.errors import DpcError, one_line
@@ -129,7 +130,7 @@ def convert_checkpoint(checkpoint: str, output_dir: str, num_classes: int,
     scopes = sorted({n.split("/")[0] for n in shapes
                      if n.startswith(("xception_", "MobilenetV2/"))})
     hint = (f" (its backbone scope is {', '.join(scopes)})"
-            if scopes and backbone.replace("mobilenet_v2", "MobilenetV2") not in scopes else "")
+            if scopes and get_backbone(backbone).tf1_scope not in scopes else "")
     raise ConversionError(f"checkpoint {checkpoint} lacks {len(missing)} variable(s) the "
                           f"{backbone}/{head} model needs: {_names(missing)}{hint}")
   mismatched = [f"{name} {shapes[name]} vs model {list(keys[key].shape)}"

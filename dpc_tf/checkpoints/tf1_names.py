@@ -12,7 +12,7 @@ from typing import Iterator
 
 import keras
 
-from dpc_tf.backbones import check_backbone, mobilenet_v2, xception
+from dpc_tf.backbones import get_backbone, mobilenet_v2, xception
 from dpc_tf.layers import ASPP, ConvBNReLU, DensePredictionCell, PyramidPooling, SeparableConvBNReLU
 
 _BN = ("gamma", "beta", "moving_mean", "moving_variance")
@@ -59,7 +59,8 @@ def _xception(model: keras.Model, variant: str) -> Iterator[Pair]:
       yield from conv_bn(model.get_layer(xception.shortcut_layer_name(unit)), f"{scope}/shortcut")
 
 
-def _mobilenet_v2(model: keras.Model) -> Iterator[Pair]:
+def _mobilenet_v2(model: keras.Model, scope: str) -> Iterator[Pair]:
+  del scope  # always "MobilenetV2", which mobilenet_v2.tf1_scope writes
   yield from conv_bn(model.get_layer("layer_1"), mobilenet_v2.tf1_scope(1))
   names = {layer.name for layer in model.layers}
   for number in range(2, len(mobilenet_v2.LAYERS) + 2):
@@ -70,11 +71,13 @@ def _mobilenet_v2(model: keras.Model) -> Iterator[Pair]:
     yield from conv_bn(model.get_layer(f"layer_{number}_project"), f"{scope}/project")
 
 
+# The TF1 names of each backbone family of the registry (backbones.registry.FAMILIES).
+_BACKBONE_PAIRS = {"xception": _xception, "mobilenet_v2": _mobilenet_v2}
+
+
 def backbone_pairs(model: keras.Model, backbone: str) -> Iterator[Pair]:
-  check_backbone(backbone)
-  if backbone == "mobilenet_v2":
-    return _mobilenet_v2(model)
-  return _xception(model, backbone)
+  spec = get_backbone(backbone)
+  return _BACKBONE_PAIRS[spec.family](model, spec.tf1_scope)
 
 
 def _branch(layer, scope: str) -> Iterator[Pair]:

@@ -14,19 +14,20 @@ class ASPP(common.NormConfigMixin, keras.layers.Layer):
   """image pooling + 1x1 conv + separable atrous convs -> concat -> 1x1 projection -> dropout.
 
   Branch order and names follow the release (image_pooling, aspp0, aspp1..3). Rates are
-  written for output stride 16 and scaled by rate_multiplier (16 // output_stride). Note the
-  dropout sits after the projection here, unlike the DPC's.
+  written for output stride 16 and multiplied by 16 // output_stride (`rate_multiplier`,
+  derived; old configs that carry it are accepted if consistent). Note the dropout sits
+  after the projection here, unlike the DPC's.
   """
 
-  def __init__(self, filters: int = 256, rates=(6, 12, 18), rate_multiplier: int = 1,
-               image_pooling: bool = True, dropout: float = 0.1, crop_size=None,
-               output_stride: int = 16, weight_decay: float = common.WEIGHT_DECAY,
-               bn_momentum: float = common.BN_MOMENTUM, bn_epsilon: float = common.BN_EPSILON,
-               sync_bn: bool = False, **kwargs):
+  def __init__(self, filters: int = 256, rates=(6, 12, 18), image_pooling: bool = True,
+               dropout: float = 0.1, crop_size=None, output_stride: int = 16,
+               weight_decay: float = common.WEIGHT_DECAY, bn_momentum: float = common.BN_MOMENTUM,
+               bn_epsilon: float = common.BN_EPSILON, sync_bn: bool = False, **kwargs):
+    old_multiplier = kwargs.pop("rate_multiplier", None)
     super().__init__(**kwargs)
     self.filters = filters
     self.rates = tuple(int(r) for r in rates)
-    self.rate_multiplier = rate_multiplier
+    common.rate_multiplier(output_stride, old_multiplier)  # validates both
     self.image_pooling = image_pooling
     self.dropout_rate = dropout
     self.crop_size = None if crop_size is None else common.pair(crop_size, "crop_size")
@@ -43,10 +44,14 @@ class ASPP(common.NormConfigMixin, keras.layers.Layer):
                                                  name="image_pooling", **norm)
     self.aspp0 = ConvBNReLU(filters, 1, name="aspp0", **norm)
     for i, rate in enumerate(self.rates, start=1):
-      setattr(self, f"aspp{i}", SeparableConvBNReLU(filters, rate * rate_multiplier,
+      setattr(self, f"aspp{i}", SeparableConvBNReLU(filters, rate * self.rate_multiplier,
                                                     name=f"aspp{i}", **norm))
     self.concat_projection = ConvBNReLU(filters, 1, name="concat_projection", **norm)
     self.dropout = keras.layers.Dropout(dropout, name="dropout")
+
+  @property
+  def rate_multiplier(self) -> int:
+    return common.rate_multiplier(self.output_stride)
 
   @property
   def branch_layers(self) -> list:
@@ -70,7 +75,7 @@ class ASPP(common.NormConfigMixin, keras.layers.Layer):
 
   def get_config(self):
     return {**super().get_config(), "filters": self.filters, "rates": list(self.rates),
-            "rate_multiplier": self.rate_multiplier, "image_pooling": self.image_pooling,
+            "image_pooling": self.image_pooling,
             "dropout": self.dropout_rate,
             "crop_size": None if self.crop_size is None else list(self.crop_size),
             "output_stride": self.output_stride, **self._norm_config()}

@@ -7,10 +7,41 @@ from typing import Optional, Sequence
 import keras
 import tensorflow as tf
 
+from dpc_tf.errors import DpcError
+
 # DeepLab's defaults for heads (REFERENCE.md section 3); backbones use epsilon 1e-3.
 BN_MOMENTUM = 0.9997
 BN_EPSILON = 1e-5
 WEIGHT_DECAY = 4e-5
+
+
+# Rates in cells and ASPP are written for output stride 16 (REFERENCE.md section 3).
+RATES_OUTPUT_STRIDE = 16
+
+
+class LayerArgumentError(DpcError):
+  """A layer argument that cannot work."""
+
+
+def rate_multiplier(output_stride: int, rate_multiplier_given: Optional[int] = None) -> int:
+  """16 // output_stride: what a cell's (or ASPP's) rates are multiplied by.
+
+  Layers derive it from output_stride themselves, so the two can no longer disagree.
+  `rate_multiplier_given` is the value an old config (before the layers derived it) carried:
+  accepted when it is what output_stride gives, refused otherwise (it would silently change
+  the rates).
+  """
+  if (not isinstance(output_stride, int) or isinstance(output_stride, bool)
+      or output_stride < 1 or RATES_OUTPUT_STRIDE % output_stride):
+    raise LayerArgumentError(f"output_stride must divide {RATES_OUTPUT_STRIDE} (rates are "
+                             f"written for output stride {RATES_OUTPUT_STRIDE}), got "
+                             f"{output_stride!r}")
+  multiplier = RATES_OUTPUT_STRIDE // output_stride
+  if rate_multiplier_given is not None and rate_multiplier_given != multiplier:
+    raise LayerArgumentError(f"rate_multiplier={rate_multiplier_given} contradicts "
+                             f"output_stride={output_stride} (which gives {multiplier}); pass "
+                             f"output_stride only")
+  return multiplier
 
 
 def scale_dimension(dim: int, scale: float) -> int:

@@ -10,14 +10,15 @@ from dpc_tf.layers.conv_blocks import ConvBNReLU, SeparableConvBNReLU
 from dpc_tf.layers.pyramid_pooling import PyramidPooling
 
 
-def operator_layer(op: search_space.Operator, name: str, filters: int = 256,
-                   rate_multiplier: int = 1, crop_size=None, output_stride: int = 16,
-                   **norm) -> keras.layers.Layer:
-  """The Keras layer for one of the 81 operators. Rates are scaled by rate_multiplier."""
+def operator_layer(op: search_space.Operator, name: str, filters: int = 256, crop_size=None,
+                   output_stride: int = 16, **norm) -> keras.layers.Layer:
+  """The Keras layer for one of the 81 operators. Rates (written for output stride 16) are
+  multiplied by 16 // output_stride."""
+  multiplier = common.rate_multiplier(output_stride)
   if isinstance(op, search_space.Conv1x1):
     return ConvBNReLU(filters, 1, name=name, **norm)
   if isinstance(op, search_space.SeparableConv3x3):
-    rate = (op.rate_h * rate_multiplier, op.rate_w * rate_multiplier)
+    rate = (op.rate_h * multiplier, op.rate_w * multiplier)
     return SeparableConvBNReLU(filters, rate=rate, name=name, **norm)
   if isinstance(op, search_space.PyramidPooling):
     return PyramidPooling(op.grid, filters, crop_size=crop_size, output_stride=output_stride,
@@ -34,21 +35,24 @@ class DensePredictionCell(common.NormConfigMixin, keras.layers.Layer):
     filters: width of every branch (256 in the paper).
     projection_filters: width of the concat projection (256).
     dropout: rate applied to the concat, in training only (0.1).
-    rate_multiplier: 16 // output_stride; rates in a cell are written for output stride 16.
-    crop_size, output_stride: fix the pyramid pooling kernels (see PyramidPooling).
+    crop_size: the training crop; with output_stride it fixes the pyramid pooling kernels
+      (see PyramidPooling).
+    output_stride: the backbone's; rates in a cell are written for output stride 16 and
+      multiplied by 16 // output_stride (`rate_multiplier`, derived, read-only). Configs
+      saved before it was derived carry `rate_multiplier` too: accepted if consistent.
   """
 
   def __init__(self, cell, filters: int = 256, projection_filters: int = 256,
-               dropout: float = 0.1, rate_multiplier: int = 1, crop_size=None,
-               output_stride: int = 16, weight_decay: float = common.WEIGHT_DECAY,
-               bn_momentum: float = common.BN_MOMENTUM, bn_epsilon: float = common.BN_EPSILON,
-               sync_bn: bool = False, **kwargs):
+               dropout: float = 0.1, crop_size=None, output_stride: int = 16,
+               weight_decay: float = common.WEIGHT_DECAY, bn_momentum: float = common.BN_MOMENTUM,
+               bn_epsilon: float = common.BN_EPSILON, sync_bn: bool = False, **kwargs):
+    old_multiplier = kwargs.pop("rate_multiplier", None)
     super().__init__(**kwargs)
     self.cell = search_space.as_cell(cell)
     self.filters = filters
     self.projection_filters = projection_filters
     self.dropout_rate = dropout
-    self.rate_multiplier = rate_multiplier
+    common.rate_multiplier(output_stride, old_multiplier)  # validates both
     self.crop_size = None if crop_size is None else common.pair(crop_size, "crop_size")
     self.output_stride = output_stride
     self._init_norm(weight_decay, bn_momentum, bn_epsilon, sync_bn)
@@ -57,10 +61,13 @@ class DensePredictionCell(common.NormConfigMixin, keras.layers.Layer):
     # Keras-tracked list, so list-held branches would silently be left out of checkpoints.
     for i, branch in enumerate(self.cell):
       setattr(self, f"branch{i}", operator_layer(branch.op, f"branch{i}", filters,
-                                                 rate_multiplier, self.crop_size,
-                                                 output_stride, **norm))
+                                                 self.crop_size, output_stride, **norm))
     self.dropout = keras.layers.Dropout(dropout, name="dropout")
     self.concat_projection = ConvBNReLU(projection_filters, 1, name="concat_projection", **norm)
+
+  @property
+  def rate_multiplier(self) -> int:
+    return common.rate_multiplier(self.output_stride)
 
   @property
   def branch_layers(self) -> list:
@@ -87,6 +94,5 @@ class DensePredictionCell(common.NormConfigMixin, keras.layers.Layer):
   def get_config(self):
     return {**super().get_config(), "cell": self.cell.to_json(), "filters": self.filters,
             "projection_filters": self.projection_filters, "dropout": self.dropout_rate,
-            "rate_multiplier": self.rate_multiplier,
             "crop_size": None if self.crop_size is None else list(self.crop_size),
             "output_stride": self.output_stride, **self._norm_config()}

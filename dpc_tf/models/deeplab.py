@@ -15,13 +15,13 @@ import gin
 import keras
 
 from dpc_tf import search_space
-from dpc_tf.backbones import build_backbone, check_backbone
+from dpc_tf.backbones import FEATURES, get_backbone
 from dpc_tf.errors import DpcError
 from dpc_tf.layers import ASPP, DensePredictionCell, common
 from dpc_tf.models.decoder import Decoder, ResizeLike
 
 HEADS = ("dpc", "aspp")
-DECODER_OUTPUT_STRIDES = (4,)
+DECODER_OUTPUT_STRIDES = (4,)  # every registered backbone's DECODER_TAP stride
 
 
 def parse_decoder_output_stride(text: str) -> Optional[int]:
@@ -50,7 +50,7 @@ def _check_head_args(head: str, output_stride: int) -> None:
     raise ValueError(f"unknown head {head!r}; choose from {', '.join(HEADS)}")
   if output_stride not in HEAD_OUTPUT_STRIDES:
     # Rates are written for output stride 16 and scaled by 16 // output_stride: 0 at 32.
-    raise ValueError(f"a head needs output_stride 8 or 16 (rate_multiplier = 16 // "
+    raise ValueError(f"a head needs output_stride 8 or 16 (its rates are multiplied by 16 // "
                      f"output_stride), got {output_stride!r}")
 
 
@@ -65,9 +65,8 @@ def build_head(head: str = "dpc", cell=None, crop_size=(513, 513), output_stride
   [B, h, w, 256]; put it on cached features with `build_head_model`.
   """
   _check_head_args(head, output_stride)
-  kwargs = dict(rate_multiplier=16 // output_stride, crop_size=common.pair(crop_size, "crop_size"),
-                output_stride=output_stride, dropout=dropout, weight_decay=weight_decay,
-                sync_bn=sync_bn, name=name)
+  kwargs = dict(crop_size=common.pair(crop_size, "crop_size"), output_stride=output_stride,
+                dropout=dropout, weight_decay=weight_decay, sync_bn=sync_bn, name=name)
   if head == "aspp":
     if cell is not None:
       raise ValueError("cell applies to head='dpc' only; drop it or use head='dpc'")
@@ -118,21 +117,25 @@ def build_deeplab(num_classes: int, backbone: str = "xception_71", head: str = "
   (DeepLabv3+ decoder on the stride-4 tap) or None (no decoder). crop_size is the training
   crop, used only for pyramid-pooling kernels; any input size works at inference.
   """
-  check_backbone(backbone)
+  spec = get_backbone(backbone)
   _check_head_args(head, output_stride)
-  if decoder_output_stride is not None and decoder_output_stride not in DECODER_OUTPUT_STRIDES:
-    raise ValueError(f"decoder_output_stride must be 4 or None (the backbones expose a "
-                     f"stride-4 tap only), got {decoder_output_stride!r}")
-  backbone_model = build_backbone(backbone, output_stride, input_shape, multi_grid,
-                                  depth_multiplier, weight_decay, sync_bn)
+  # The decoder reads the endpoint the registry declares at its stride (timm's feature_info).
+  taps = {info.stride: info.name for info in spec.feature_info(output_stride, depth_multiplier)
+          if info.name != FEATURES}
+  if decoder_output_stride is not None and decoder_output_stride not in taps:
+    raise ValueError(f"decoder_output_stride must be "
+                     f"{' or '.join(str(s) for s in sorted(taps))} or None (the strides of "
+                     f"{backbone}'s decoder taps), got {decoder_output_stride!r}")
+  backbone_model = spec.build(output_stride, input_shape, multi_grid, depth_multiplier,
+                              weight_decay, sync_bn)
   head_layer = build_head(head, cell, crop_size, output_stride, weight_decay, sync_bn, dropout,
                           aspp_rates)
   images = keras.Input(input_shape, name="images")
   endpoints = backbone_model(images)
-  x = head_layer(endpoints["features"])
+  x = head_layer(endpoints[FEATURES])
   if decoder_output_stride is not None:
     x = Decoder(weight_decay=weight_decay, sync_bn=sync_bn, name="decoder")(
-        [x, endpoints["decoder_tap"]])
+        [x, endpoints[taps[decoder_output_stride]]])
   logits = logits_layer(num_classes, weight_decay)(x)
   outputs = ResizeLike(dtype="float32", name="upsample")([logits, images])
   return keras.Model(images, outputs, name=name)

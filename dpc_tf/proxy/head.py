@@ -37,7 +37,7 @@ def build_proxy_head(cell, num_classes: int, feature_channels: int, crop_size,
   features = keras.Input((None, None, feature_channels), name="features")
   head = DensePredictionCell(
       cell, filters=filters, projection_filters=projection_filters or filters,
-      dropout=dropout, rate_multiplier=16 // output_stride, crop_size=crop_size,
+      dropout=dropout, crop_size=crop_size,
       output_stride=output_stride, weight_decay=weight_decay, bn_momentum=bn_momentum,
       bn_epsilon=bn_epsilon, name="head")
   logits = logits_layer(num_classes, weight_decay)

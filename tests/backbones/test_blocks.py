@@ -1,11 +1,11 @@
 """Backbone blocks: explicit padding, activations, serialization round trips."""
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from dpc_tf.backbones import ConvBN, DepthwiseConvBN, XceptionSeparableConv, fixed_padding
+from dpc_tf.testing import run_layer_test
 
 
 def test_fixed_padding_is_symmetric_floor_ceil():
@@ -40,26 +40,22 @@ def test_separable_conv_pre_activation_and_inside_activation():
   np.testing.assert_allclose(pre(x).numpy(), pre(tf.nn.relu(x)).numpy(), atol=1e-6)
 
 
-@pytest.mark.parametrize("layer, shape", [
-    (ConvBN(8, 3, strides=2, activation="relu", explicit_padding=True, sync_bn=False,
-            name="c"), (2, 9, 7, 3)),
-    (ConvBN(8, 1, rate=1, activation="relu6", weight_decay=0.0, name="c1"), (1, 4, 4, 3)),
-    (DepthwiseConvBN(3, strides=1, rate=2, activation=None, name="d"), (1, 9, 9, 5)),
-    (XceptionSeparableConv(7, strides=2, activation_inside=False, name="s"), (1, 8, 6, 4)),
-    (XceptionSeparableConv(7, rate=3, activation_inside=True, bn_momentum=0.9, name="s2"),
-     (1, 8, 6, 4)),
-])
-def test_serialization_round_trip(layer, shape):
-  x = tf.random.stateless_uniform(shape, seed=(5, 6))
-  y = layer(x, training=False)
-  assert tuple(layer.compute_output_shape(shape)) == tuple(y.shape)
-  config = keras.saving.serialize_keras_object(layer)
-  clone = keras.saving.deserialize_keras_object(config)
-  assert clone.get_config() == layer.get_config()
-  if not clone.built:  # serialize_keras_object records the build shape
-    clone.build(shape)
-  clone.set_weights(layer.get_weights())
-  np.testing.assert_allclose(clone(x, training=False).numpy(), y.numpy(), atol=1e-6)
+@pytest.mark.parametrize("make, shape, params", [
+    (lambda: ConvBN(8, 3, strides=2, activation="relu", explicit_padding=True, sync_bn=False,
+                    name="c"), (2, 9, 7, 3), (3 * 3 * 3 * 8 + 16, 16)),
+    (lambda: ConvBN(8, 1, rate=1, activation="relu6", weight_decay=0.0, name="c1"),
+     (2, 4, 4, 3), (3 * 8 + 16, 16)),
+    (lambda: DepthwiseConvBN(3, strides=1, rate=2, activation=None, name="d"), (2, 9, 9, 5),
+     (9 * 5 + 10, 10)),
+    (lambda: XceptionSeparableConv(7, strides=2, activation_inside=False, name="s"),
+     (2, 8, 6, 4), (9 * 4 + 8 + 4 * 7 + 14, 8 + 14)),
+    (lambda: XceptionSeparableConv(7, rate=3, activation_inside=True, bn_momentum=0.9,
+                                   name="s2"), (2, 8, 6, 4), (9 * 4 + 8 + 4 * 7 + 14, 8 + 14)),
+], ids=["conv_strided", "conv_1x1", "depthwise", "separable", "separable_inside"])
+def test_blocks_pass_the_layer_harness(tmp_path, make, shape, params):
+  x = tf.random.stateless_uniform(shape, seed=(5, 6)).numpy()
+  run_layer_test(make, x, expected_trainable_params=params[0],
+                 expected_non_trainable_params=params[1], tmp_dir=str(tmp_path))
 
 
 def test_bad_block_arguments():

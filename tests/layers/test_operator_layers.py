@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from dpc_tf import layers, search_space as ss
+from dpc_tf.testing import check_output_shape
 
 
 @pytest.fixture(scope="module")
@@ -17,15 +18,14 @@ def features():
 @pytest.mark.parametrize("op", ss.ALL_OPERATORS, ids=lambda o: o.text)
 def test_every_operator_builds_with_the_right_shape(op, features):
   for x in features.values():
-    layer = layers.operator_layer(op, "branch", filters=6, rate_multiplier=2)
-    y = layer(x, training=False)
-    assert tuple(y.shape) == x.shape[:3] + (6,)
-    assert layer.compute_output_shape(x.shape) == x.shape[:3] + (6,)
-    assert np.all(np.isfinite(y.numpy())) and np.all(y.numpy() >= 0)  # ends in ReLU
+    layer = layers.operator_layer(op, "branch", filters=6, output_stride=8)
+    y = layer(x, training=False).numpy()
+    check_output_shape(layer, x, y, expected_output_shape=x.shape[:3] + (6,))
+    assert np.all(np.isfinite(y)) and np.all(y >= 0)  # ends in ReLU
 
 
-def test_rate_multiplier_scales_dilation():
-  layer = layers.operator_layer(ss.SeparableConv3x3(6, 21), "b", filters=4, rate_multiplier=2)
+def test_output_stride_scales_dilation():
+  layer = layers.operator_layer(ss.SeparableConv3x3(6, 21), "b", filters=4, output_stride=8)
   assert layer.depthwise.dilation_rate == (12, 42)
   assert layer.rate == (12, 42)
 

@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from dpc_tf import costs, models, search_space
 from dpc_tf.layers import ASPP, DensePredictionCell
+from dpc_tf.testing import check_mixed_precision, dtype_policy, run_layer_test
 
 SMALL = dict(backbone="mobilenet_v2", depth_multiplier=0.25, crop_size=(65, 65))
 
@@ -104,16 +105,12 @@ def test_cell_from_json_path_and_text(tmp_path):
 
 
 def test_mixed_precision_keeps_logits_float32():
-  previous = keras.config.dtype_policy()
-  keras.config.set_dtype_policy("mixed_float16")
-  try:
+  check_mixed_precision(lambda: models.build_deeplab(3, **SMALL), images(33, 33),
+                        expected_output_dtype="float32")
+  with dtype_policy("mixed_float16"):
     model = models.build_deeplab(3, **SMALL)
-    assert model.get_layer("logits").compute_dtype == "float32"
-    assert model.get_layer("head").compute_dtype == "float16"
-    out = model(images(33, 33))
-    assert out.dtype == tf.float32
-  finally:
-    keras.config.set_dtype_policy(previous)
+  assert model.get_layer("logits").compute_dtype == "float32"
+  assert model.get_layer("head").compute_dtype == "float16"
 
 
 def test_gin_configurable_factory():
@@ -134,31 +131,31 @@ def test_gin_configurable_factory():
     gin.clear_config()
 
 
-def test_model_serialization_round_trip(small):
-  clone = keras.Model.from_config(small.get_config())
-  clone.set_weights(small.get_weights())
-  x = images(41, 57, seed=3)
-  np.testing.assert_allclose(clone(x, training=False).numpy(), small(x, training=False).numpy(),
-                             atol=1e-4)
+def test_model_passes_the_layer_harness(tmp_path):
+  """Serialization, checkpoint, .keras / .weights.h5 files and mixed precision, whole model
+  (the ASPP head passes it as a layer in tests/layers: not repeated here, 9 s)."""
+  x = np.concatenate([images(41, 57, seed=3), images(41, 57, seed=4)])
+  run_layer_test(lambda: models.build_deeplab(5, **SMALL), x,
+                 expected_output_shape=(2, 41, 57, 5), expected_output_dtype="float32",
+                 tmp_dir=str(tmp_path))
 
 
-def test_decoder_and_resize_layers_round_trip():
-  decoder = models.Decoder(filters=16, projection_filters=8, name="decoder")
-  feats, tap = tf.random.uniform((1, 3, 4, 12)), tf.random.uniform((1, 9, 13, 6))
-  y = decoder([feats, tap], training=False)
-  assert y.shape == (1, 9, 13, 16)
-  assert tuple(decoder.compute_output_shape([(1, 3, 4, 12), (1, 9, 13, 6)])) == (1, 9, 13, 16)
-  clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(decoder))
-  assert clone.get_config() == decoder.get_config()
-  if not clone.built:
-    clone.build([(1, 3, 4, 12), (1, 9, 13, 6)])
-  clone.set_weights(decoder.get_weights())
-  np.testing.assert_allclose(clone([feats, tap], training=False).numpy(), y.numpy(), atol=1e-5)
+def test_decoder_and_resize_layers_pass_the_layer_harness(tmp_path):
+  feats = tf.random.stateless_uniform((2, 3, 4, 12), seed=(1, 2)).numpy()
+  tap = tf.random.stateless_uniform((2, 9, 13, 6), seed=(3, 4)).numpy()
+  # tap 1x1 6 -> 8 (+BN), two separables on 12 + 8 = 20 and 16 channels to 16 (+BNs).
+  trainable = (6 * 8 + 16) + (9 * 20 + 40 + 20 * 16 + 32) + (9 * 16 + 32 + 16 * 16 + 32)
+  run_layer_test(lambda: models.Decoder(filters=16, projection_filters=8, name="decoder"),
+                 [feats, tap], expected_output_shape=(2, 9, 13, 16),
+                 expected_trainable_params=trainable, expected_num_losses=3,
+                 tmp_dir=str(tmp_path / "decoder"))
+  run_layer_test(lambda: models.ResizeLike(name="upsample"), [feats, tap],
+                 expected_output_shape=(2, 9, 13, 12), expected_trainable_params=0,
+                 tmp_dir=str(tmp_path / "resize"))
   resize = models.ResizeLike(name="upsample")
   corners = resize([tf.reshape(tf.range(4.0), (1, 2, 2, 1)), tf.zeros((1, 3, 3, 1))])
   np.testing.assert_allclose(corners.numpy()[0, :, :, 0],
                              [[0, 0.5, 1], [1, 1.5, 2], [2, 2.5, 3]])  # align_corners=True
-  assert models.ResizeLike.from_config(resize.get_config()).name == "upsample"
 
 
 @pytest.mark.parametrize("kwargs, message", [
