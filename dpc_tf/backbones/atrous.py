@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from dpc_tf.layers.common import LayerArgumentError
+
 OUTPUT_STRIDES = (8, 16, 32)
 
 
 def check_output_stride(output_stride: int) -> int:
   if output_stride not in OUTPUT_STRIDES:
-    raise ValueError(f"output_stride must be one of {', '.join(map(str, OUTPUT_STRIDES))}, "
+    raise LayerArgumentError(f"output_stride must be one of {', '.join(map(str, OUTPUT_STRIDES))}, "
                      f"got {output_stride!r}")
   return output_stride
 
@@ -29,12 +31,12 @@ def atrous_schedule(strides: Sequence[int], output_stride: int,
       schedule.append((1, rate))
       rate *= stride
     elif current > output_stride:
-      raise ValueError(f"output stride {output_stride} cannot be reached: the stride is "
+      raise LayerArgumentError(f"output stride {output_stride} cannot be reached: the stride is "
                        f"already {current} before a unit")
     else:
       schedule.append((stride, 1))
       current *= stride
   if current != output_stride:
-    raise ValueError(f"output stride {output_stride} cannot be reached: the units only "
+    raise LayerArgumentError(f"output stride {output_stride} cannot be reached: the units only "
                      f"reach stride {current}")
   return schedule

@@ -23,7 +23,7 @@ ACTIVATIONS = (None, "relu", "relu6")
 
 def _check_activation(activation: Optional[str]) -> Optional[str]:
   if activation not in ACTIVATIONS:
-    raise ValueError(f"unknown activation {activation!r}; choose from None, 'relu', 'relu6'")
+    raise common.LayerArgumentError(f"unknown activation {activation!r}; choose from None, 'relu', 'relu6'")
   return activation
 
 
@@ -60,7 +60,7 @@ class _BackboneBlock(common.NormConfigMixin, keras.layers.Layer):
 
   def _init_block(self, kernel_size, strides, rate, activation, explicit_padding):
     if strides > 1 and rate > 1:
-      raise ValueError(f"{self.name}: a conv cannot have both stride {strides} and rate {rate}")
+      raise common.LayerArgumentError(f"{self.name}: a conv cannot have both stride {strides} and rate {rate}")
     self.kernel_size = int(kernel_size)
     self.strides = int(strides)
     self.rate = int(rate)

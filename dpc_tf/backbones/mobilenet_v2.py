@@ -70,7 +70,7 @@ def endpoint_channels(endpoint: str, depth_multiplier: float = 1.0) -> int:
   if endpoint == "decoder_tap":
     tap_input = depth_fn(depth_multiplier)(LAYERS[DECODER_TAP_LAYER - 3].channels)
     return expanded_channels(tap_input, LAYERS[DECODER_TAP_LAYER - 2].expansion)
-  raise ValueError(f"mobilenet_v2 has no endpoint {endpoint!r}")
+  raise common.LayerArgumentError(f"mobilenet_v2 has no endpoint {endpoint!r}")
 
 
 def tf1_scope(layer: int) -> str:
@@ -87,7 +87,7 @@ def build_mobilenet_v2(output_stride: int = 16, input_shape=(None, None, 3),
   "decoder_tap": layer_4's depthwise output (stride 4, after BN + relu6)}."""
   atrous.check_output_stride(output_stride)
   if not depth_multiplier > 0:
-    raise ValueError(f"depth_multiplier must be positive, got {depth_multiplier!r}")
+    raise common.LayerArgumentError(f"depth_multiplier must be positive, got {depth_multiplier!r}")
   depth = depth_fn(depth_multiplier)
   norm = dict(weight_decay=weight_decay, sync_bn=sync_bn)
   schedule = atrous.atrous_schedule([STEM[1]] + [l.stride for l in LAYERS], output_stride)

@@ -103,7 +103,7 @@ class BackboneSpec:
   def feature_info(self, output_stride: int = 16,
                    depth_multiplier: float = 1.0) -> tuple[FeatureInfo, ...]:
     """The endpoints a model built with these arguments outputs, shallowest first."""
-    check_output_stride(output_stride)
+    atrous.check_output_stride(output_stride)
     return (FeatureInfo(DECODER_TAP, self.channels(DECODER_TAP, depth_multiplier),
                         self.decoder_tap_stride),
             FeatureInfo(FEATURES, self.channels(FEATURES, depth_multiplier), output_stride))
@@ -120,7 +120,7 @@ class BackboneSpec:
             multi_grid: Optional[Sequence[int]] = None, depth_multiplier: float = 1.0,
             weight_decay: float = common.WEIGHT_DECAY, sync_bn: bool = False,
             name: str = "backbone") -> keras.Model:
-    check_output_stride(output_stride)
+    atrous.check_output_stride(output_stride)
     if multi_grid is not None and not self.multi_grid:
       raise BackboneError(f"multi_grid applies to "
                           f"{', '.join(n for n, s in REGISTRY.items() if s.multi_grid)} only, "
@@ -144,13 +144,6 @@ REGISTRY: dict[str, BackboneSpec] = {spec.name: spec for spec in (
     BackboneSpec("mobilenet_v2", "mobilenet_v2", "MobilenetV2", 320, 144, depth_multiplier=True),
 )}
 BACKBONES = tuple(REGISTRY)
-
-
-def check_output_stride(output_stride: int) -> int:
-  try:
-    return atrous.check_output_stride(output_stride)
-  except ValueError as e:
-    raise BackboneError(str(e)) from None
 
 
 def get_backbone(name: str) -> BackboneSpec:

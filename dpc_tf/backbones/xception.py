@@ -40,7 +40,7 @@ class Block:
 
   def __post_init__(self):
     if self.skip not in SKIP_TYPES:
-      raise ValueError(f"block {self.scope}: unknown skip {self.skip!r}; choose from "
+      raise common.LayerArgumentError(f"block {self.scope}: unknown skip {self.skip!r}; choose from "
                        f"{', '.join(SKIP_TYPES)}")
 
 
@@ -110,11 +110,11 @@ def build_xception(variant: str, output_stride: int = 16, input_shape=(None, Non
   """images in 0..255 -> {"features": stride-`output_stride` 2048-channel map, "decoder_tap":
   the stride-4 256-channel map (post-BN, pre-ReLU)}."""
   if variant not in BLOCKS:
-    raise ValueError(f"unknown Xception variant {variant!r}; choose from {', '.join(BLOCKS)}")
+    raise common.LayerArgumentError(f"unknown Xception variant {variant!r}; choose from {', '.join(BLOCKS)}")
   atrous.check_output_stride(output_stride)
   multi_grid = (1, 1, 1) if multi_grid is None else tuple(int(m) for m in multi_grid)
   if len(multi_grid) != 3 or min(multi_grid) < 1:
-    raise ValueError(f"multi_grid must be three positive ints (one per separable conv of "
+    raise common.LayerArgumentError(f"multi_grid must be three positive ints (one per separable conv of "
                      f"the last block), got {multi_grid}")
   norm = dict(weight_decay=weight_decay, sync_bn=sync_bn)
   all_units = list(units(variant))

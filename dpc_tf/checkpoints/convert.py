@@ -108,15 +108,12 @@ def convert_checkpoint(checkpoint: str, output_dir: str, num_classes: int,
   output_dir = os.path.abspath(output_dir)
   _check_destination(output_dir, overwrite)
   reader, shapes = _read_checkpoint(checkpoint)
-  try:
-    cell_obj = models.resolve_cell(cell) if head == "dpc" else None
-    build_args = dict(num_classes=num_classes, backbone=backbone, head=head,
-                      cell=cell_obj.to_json() if cell_obj else None,
-                      decoder_output_stride=decoder_output_stride,
-                      depth_multiplier=depth_multiplier)
-    model = models.build_deeplab(**{**build_args, "cell": cell_obj})
-  except ValueError as e:
-    raise ConversionError(str(e)) from None
+  cell_obj = models.resolve_cell(cell) if head == "dpc" else None
+  build_args = dict(num_classes=num_classes, backbone=backbone, head=head,
+                    cell=cell_obj.to_json() if cell_obj else None,
+                    decoder_output_stride=decoder_output_stride,
+                    depth_multiplier=depth_multiplier)
+  model = models.build_deeplab(**{**build_args, "cell": cell_obj})
   parts = [l.name for l in model.layers if l.name in ("backbone", "head", "decoder", "logits")]
   if backbone_only:
     parts = ["backbone"]

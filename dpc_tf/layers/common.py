@@ -73,7 +73,7 @@ def pair(value, name: str) -> tuple[int, int]:
     return (value, value)
   value = tuple(value)
   if len(value) != 2 or not all(isinstance(v, int) for v in value):
-    raise ValueError(f"{name} must be an int or two ints (h, w), got {value!r}")
+    raise LayerArgumentError(f"{name} must be an int or two ints (h, w), got {value!r}")
   return value
 
 

@@ -60,7 +60,7 @@ class PyramidPooling(common.NormConfigMixin, keras.layers.Layer):
     elif input_shape[1] is not None and input_shape[2] is not None:
       self.kernel = pooling_kernel(input_shape[1:3], 1, self.grid)
     else:
-      raise ValueError(f"{self.name}: pyramid pooling needs crop_size when the feature size "
+      raise common.LayerArgumentError(f"{self.name}: pyramid pooling needs crop_size when the feature size "
                        f"is not static (got input shape {tuple(input_shape)})")
     self.conv.build(tuple(input_shape[:1]) + (None, None, input_shape[-1]))
 

@@ -47,10 +47,10 @@ def resolve_cell(cell) -> search_space.Cell:
 
 def _check_head_args(head: str, output_stride: int) -> None:
   if head not in HEADS:
-    raise ValueError(f"unknown head {head!r}; choose from {', '.join(HEADS)}")
+    raise common.LayerArgumentError(f"unknown head {head!r}; choose from {', '.join(HEADS)}")
   if output_stride not in HEAD_OUTPUT_STRIDES:
     # Rates are written for output stride 16 and scaled by 16 // output_stride: 0 at 32.
-    raise ValueError(f"a head needs output_stride 8 or 16 (its rates are multiplied by 16 // "
+    raise common.LayerArgumentError(f"a head needs output_stride 8 or 16 (its rates are multiplied by 16 // "
                      f"output_stride), got {output_stride!r}")
 
 
@@ -69,7 +69,7 @@ def build_head(head: str = "dpc", cell=None, crop_size=(513, 513), output_stride
                 dropout=dropout, weight_decay=weight_decay, sync_bn=sync_bn, name=name)
   if head == "aspp":
     if cell is not None:
-      raise ValueError("cell applies to head='dpc' only; drop it or use head='dpc'")
+      raise common.LayerArgumentError("cell applies to head='dpc' only; drop it or use head='dpc'")
     return ASPP(rates=aspp_rates, **kwargs)
   return DensePredictionCell(resolve_cell(cell), **kwargs)
 
@@ -78,7 +78,7 @@ def logits_layer(num_classes: int, weight_decay: float = common.WEIGHT_DECAY) ->
   """1x1 conv with bias, no BN, as released; float32 even under mixed precision so the
   softmax cross-entropy sees full-precision logits."""
   if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
-    raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    raise common.LayerArgumentError(f"num_classes must be a positive int, got {num_classes!r}")
   return keras.layers.Conv2D(
       num_classes, 1, use_bias=True, dtype="float32", name="logits",
       kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.01),
@@ -123,7 +123,7 @@ def build_deeplab(num_classes: int, backbone: str = "xception_71", head: str = "
   taps = {info.stride: info.name for info in spec.feature_info(output_stride, depth_multiplier)
           if info.name != FEATURES}
   if decoder_output_stride is not None and decoder_output_stride not in taps:
-    raise ValueError(f"decoder_output_stride must be "
+    raise common.LayerArgumentError(f"decoder_output_stride must be "
                      f"{' or '.join(str(s) for s in sorted(taps))} or None (the strides of "
                      f"{backbone}'s decoder taps), got {decoder_output_stride!r}")
   backbone_model = spec.build(output_stride, input_shape, multi_grid, depth_multiplier,

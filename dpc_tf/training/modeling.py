@@ -9,14 +9,15 @@ the same model.
 
 from __future__ import annotations
 
+import inspect
 import os
 from typing import Optional, Sequence
 
 import keras
 from absl import logging
 
-from dpc_tf import checkpoints, models, search_space
-from dpc_tf.errors import DpcError
+from dpc_tf import checkpoints, models
+from dpc_tf.errors import DpcError, one_line
 
 
 def build_model(num_classes: int, crop_size: Sequence[int], cell=None,
@@ -30,10 +31,14 @@ def build_model(num_classes: int, crop_size: Sequence[int], cell=None,
   if cell is not None:
     kwargs["cell"] = cell
   kwargs.update(overrides or {})
+  unknown = sorted(set(kwargs) - set(inspect.signature(models.build_deeplab).parameters))
+  if unknown:
+    raise DpcError(f"cannot build the model: no setting(s) {', '.join(unknown)} (see "
+                   "dpc_tf.models.build_deeplab)")
   try:
     return models.deeplab_model(**kwargs)
-  except (ValueError, TypeError, search_space.CellError) as e:
-    raise DpcError(f"cannot build the model: {' '.join(str(e).split())}") from None
+  except DpcError as e:  # a bad value: say what was being built
+    raise DpcError(f"cannot build the model: {one_line(e)}") from None
 
 
 def configure_batch_norm(model: keras.Model, trainable: bool = True,

@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from dpc_tf.backbones import ConvBN, DepthwiseConvBN, XceptionSeparableConv, fixed_padding
+from dpc_tf.errors import DpcError
 from dpc_tf.testing import run_layer_test
 
 
@@ -59,7 +60,7 @@ def test_blocks_pass_the_layer_harness(tmp_path, make, shape, params):
 
 
 def test_bad_block_arguments():
-  with pytest.raises(ValueError, match="unknown activation 'gelu'"):
+  with pytest.raises(DpcError, match="unknown activation 'gelu'"):
     ConvBN(4, activation="gelu")
-  with pytest.raises(ValueError, match="cannot have both stride 2 and rate 2"):
+  with pytest.raises(DpcError, match="cannot have both stride 2 and rate 2"):
     DepthwiseConvBN(strides=2, rate=2, name="bad")

@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from dpc_tf import layers, search_space as ss
+from dpc_tf.errors import DpcError
 from dpc_tf.testing import check_output_shape
 
 
@@ -84,5 +85,5 @@ def test_pyramid_pooling_kernel_comes_from_the_crop_not_the_runtime_size():
 
 def test_pyramid_pooling_without_crop_needs_a_static_size():
   layer = layers.PyramidPooling(2, filters=2)
-  with pytest.raises(ValueError, match="needs crop_size when the feature size is not static"):
+  with pytest.raises(DpcError, match="needs crop_size when the feature size is not static"):
     layer.build((None, None, None, 4))

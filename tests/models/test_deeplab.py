@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from dpc_tf import costs, models, search_space
+from dpc_tf.errors import DpcError
 from dpc_tf.layers import ASPP, DensePredictionCell
 from dpc_tf.testing import check_mixed_precision, dtype_policy, run_layer_test
 
@@ -168,5 +169,5 @@ def test_decoder_and_resize_layers_pass_the_layer_harness(tmp_path):
 ])
 def test_bad_arguments_are_named(kwargs, message):
   args = {"num_classes": 3, "backbone": "mobilenet_v2", "depth_multiplier": 0.25, **kwargs}
-  with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+  with pytest.raises(DpcError, match=message.replace("(", r"\(")):
     models.build_deeplab(**args)
