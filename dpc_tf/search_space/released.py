@@ -8,7 +8,8 @@ RELEASED_CELLS = {"cityscapes": "dense_prediction_cell_branch5_top1_cityscapes.j
 
 def released_cell_path(name: str = "cityscapes") -> str:
   if name not in RELEASED_CELLS:
-    raise ValueError(f"unknown released cell {name!r}; known: {', '.join(RELEASED_CELLS)}")
+    from dpc_tf.search_space.operators import CellError  # pylint: disable=import-outside-toplevel
+    raise CellError(f"unknown released cell {name!r}; known: {', '.join(RELEASED_CELLS)}")
   return os.path.join(_CELLS_DIR, RELEASED_CELLS[name])
 
 
