@@ -77,7 +77,6 @@ def test_bad_settings_are_refused_with_one_line(tiny_cache):
     run_proxy_trial("F:conv1x1", tiny_cache, holdout_examples=30, batch_size=4)
 
 
-@pytest.mark.parametrize("memory_limit_bytes", [1 << 30, 0], ids=["in_memory", "streamed"])
 def test_diverging_trial_is_stopped_by_the_guard(tiny_cache):
   with pytest.raises(NonFiniteLossError) as info:
     run_proxy_trial("F:conv1x1", tiny_cache, **{**FAST, "steps": 20, "learning_rate": 1e30})
@@ -86,19 +85,19 @@ def test_diverging_trial_is_stopped_by_the_guard(tiny_cache):
   assert "at step" in message and "proxy_trial.learning_rate" in message and "\n" not in message
 
 
-def test_labels_outside_the_classes_are_refused(tmp_path, examples, pixel_blocks):
+def test_labels_outside_the_classes_are_refused(tmp_path, backbone, examples, identity):
   # The cache says 3 classes; dpc_synthetic/tiny labels go up to 6: a data bug, not ignored.
   path = str(tmp_path)
-  identity = {"backbone": "pixel_blocks", "checkpoint_fingerprint": "-", "output_stride": 16,
-              "dataset": "dpc_synthetic/tiny", "num_classes": 3, "ignore_label": 255}
   for role, split in (("train", "train[:8]"), ("eval", "validation[:4]")):
-    cache_role(path, identity, role, {"split": split, "crop": [129, 129], "augment": False},
-               pixel_blocks, examples(split), shard_size=8)
+    cache_role(path, identity(backbone, num_classes=3), role,
+               {"split": split, "crop": [129, 129], "augment": False}, backbone,
+               examples(split), shard_size=8)
   with pytest.raises(BadLabelError, match=r"proxy trial .*, step 1: \d+ pixel\(s\) have "
                                           r"labels that are neither a class id 0..2"):
     run_proxy_trial("F:conv1x1", path, **FAST)
 
 
+@pytest.mark.parametrize("memory_limit_bytes", [1 << 30, 0], ids=["in_memory", "streamed"])
 def test_corrupted_train_shard_stops_the_trial_naming_it(tiny_cache, tmp_path,
                                                          memory_limit_bytes):
   copy = tmp_path / "cache"
