@@ -13,3 +13,9 @@ class NonFiniteLossError(DpcError, FloatingPointError):
 
 class BadLabelError(DpcError):
   """A batch holds labels that are neither a class id nor the ignore label (a data bug)."""
+
+
+# dpc_tf/training/cli.py (owned by the command-layer rewrite) still imports the name that
+# 02dc657 folded into DpcError; without it every `python -m dpc_tf.train` fails to import.
+# Drop this alias together with that import.
+UserError = DpcError

@@ -3,12 +3,13 @@
 Which pixels count is dpc_tf.data.metrics' label rule (class ids 0..C-1; 255 weight 0;
 anything else refused by the loops' guard). The loss is the release's: logits upsampled
 (bilinear, align_corners) to the labels, softmax cross-entropy averaged over the valid
-pixels of the batch, plus the L2 regularisation. On one device that is `mean_cross_entropy`
-+ `regularization_loss`. With R replicas each seeing B / R
-images, averaging per replica and then averaging replicas would weigh a pixel by how many
-valid pixels its replica happened to get. Instead each replica computes the *sum* of its
-pixel losses and the count of its valid pixels; the counts are all-reduced, and replica r
-contributes
+pixels of the batch, plus the L2 regularisation. On one device that is
+`mean_cross_entropy` + `regularization_loss`.
+
+With R replicas each seeing B / R images, averaging per replica and then averaging replicas
+would weigh a pixel by how many valid pixels its replica happened to get. Instead each
+replica computes the *sum* of its pixel losses and the count of its valid pixels; the
+counts are all-reduced, and replica r contributes
 
     loss_r = sum_r / (sum over replicas of count) + regularization / R
 

@@ -10,8 +10,9 @@ One `train_step` call is one optimizer step on the global batch:
 
 A NaN/Inf loss (or, without loss scaling, a non-finite gradient) or a label that is neither
 a class nor 255 stops the run *before* anything is saved (guard.py), naming the step and the
-last good checkpoint; the weights in memory are discarded with the process. Under float16 loss scaling,
-non-finite gradients are expected now and then: the LossScaleOptimizer skips them itself.
+last good checkpoint; the weights in memory are discarded with the process. Under float16
+loss scaling, non-finite gradients are expected now and then: the LossScaleOptimizer skips
+them itself.
 """
 
 from __future__ import annotations
