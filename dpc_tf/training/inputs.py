@@ -17,7 +17,8 @@ from dpc_tf.training.config import EvalConfig, TrainConfig
 from dpc_tf.errors import DpcError
 
 # What the data package and tfds raise for a dataset that is not there (manual downloads).
-_MISSING_DATA = (FileNotFoundError, AssertionError, OSError)
+# ManualDirError is a DpcError since 02dc657 (no longer a FileNotFoundError): listed itself.
+_MISSING_DATA = (data.ManualDirError, FileNotFoundError, AssertionError, OSError)
 
 
 def get_spec(name: str) -> data.DatasetSpec:
