@@ -1,7 +1,7 @@
 """Every backbone as one row of `REGISTRY`, with timm-style feature info for its endpoints.
 
 Everything that needs to know about backbones reads this table: `build_backbone`,
-`models.build_deeplab` (which endpoint the decoder reads), `tools/model_stats.py` (the
+`models.build_deeplab` (which endpoint the decoder reads), `dpc_tf/model_stats.py` (the
 choices of --backbone) and the checkpoint converter (the TF1 mapping family and scope). So
 adding a backbone is one row here, plus its architecture in a family module (an Xception
 variant: one row of xception.BLOCKS and its decoder tap).

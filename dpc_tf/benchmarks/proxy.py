@@ -81,8 +81,7 @@ def _measure_backbone(name: str, crop: int, batch: int, timing: dict) -> dict:
   from dpc_tf import models
   from dpc_tf.backbones import backbone_channels, build_backbone
   from dpc_tf.layers import scale_dimension
-  from dpc_tf.proxy.head import build_proxy_head
-  from dpc_tf.proxy.scoring import segmentation_loss
+  from dpc_tf.training.losses import mean_cross_entropy
   from dpc_tf.search_space import CITYSCAPES_CELL
 
   rng = np.random.default_rng(0)
@@ -96,7 +95,7 @@ def _measure_backbone(name: str, crop: int, batch: int, timing: dict) -> dict:
   result = {"feature_shape": [feature, feature, channels]}
 
   def logits_loss(outputs, y):
-    return segmentation_loss(outputs, y)
+    return mean_cross_entropy(y, outputs)
 
   steps = {}
   for key, decoder in (("end_to_end", None), ("end_to_end_decoder", 4)):
@@ -107,7 +106,7 @@ def _measure_backbone(name: str, crop: int, batch: int, timing: dict) -> dict:
   x = tf.cast(features, tf.float32)
   for jit in (False, True):
     for where, y in (("crop", labels), ("features", small_labels)):
-      head = build_proxy_head(CITYSCAPES_CELL, num_classes, channels, crop)
+      head = models.build_head_model(num_classes, channels, cell=CITYSCAPES_CELL, crop_size=crop)
       step = _train_step(head, logits_loss, head.trainable_variables, jit=jit)
       key = f"proxy{'_xla' if jit else ''}_labels_{where}"
       steps[key] = functools.partial(lambda s, y: s(x, y).numpy(), step, y)

@@ -1,4 +1,5 @@
-"""The converted-weights folder and `load_converted_weights`, which train/evaluate call.
+"""The converted-weights folder, and the one loader of starting weights (`load_initial_weights`:
+full training's init_weights, the proxy's frozen backbone) and backbone saver.
 
 A converted folder DIR holds:
   DIR/weights.h5        one float32 dataset per Keras weight, at its weight key
@@ -20,6 +21,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from typing import Iterable, Optional
 
 import h5py
@@ -28,6 +31,7 @@ import numpy as np
 
 from dpc_tf.checkpoints.tf1_names import PARTS, weight_keys
 from dpc_tf.errors import DpcError
+from dpc_tf.utils.files import write_json_atomic
 
 WEIGHTS_FILE = "weights.h5"
 CONFIG_FILE = "model_config.json"
@@ -128,3 +132,61 @@ def load_converted_weights(model: keras.Model, directory: str, skip_logits: bool
   for variable, value in assignments:
     variable.assign(value.astype(variable.dtype))
   return wanted
+
+
+def load_initial_weights(model: keras.Model, path: str, parts: Optional[Iterable[str]] = None,
+                         skip_logits: bool = False) -> list[str]:
+  """Loads starting weights into `model` (top-level parts; a bare backbone via `as_part`).
+
+  path: a converted folder (`load_converted_weights` with parts / skip_logits: released
+  TF1 checkpoints, a --backbone_only conversion, a folder `save_backbone` wrote) or a Keras
+  `.weights.h5` file of the backbone model alone. Returns the parts loaded; any failure is
+  one ConvertedWeightsError naming the path.
+  """
+  try:
+    if path.endswith(".weights.h5") and os.path.isfile(path):
+      try:
+        model.get_layer("backbone").load_weights(path)
+      except ValueError as e:  # Keras' report of a file made for another backbone
+        raise ConvertedWeightsError(str(e)) from None
+      return ["backbone"]
+    return load_converted_weights(model, path, skip_logits, parts)
+  except (ConvertedWeightsError, OSError) as e:
+    raise ConvertedWeightsError(f"cannot initialise from {path}: "
+                                f"{' '.join(str(e).split())}") from None
+
+
+def as_part(backbone: keras.Model) -> keras.Model:
+  """A model whose one top-level layer is the backbone, so weight keys read "backbone/...".
+
+  Converted folders key weights by top-level part; a bare backbone's own top-level layers
+  are its blocks.
+  """
+  images = keras.Input(backbone.input_shape[1:], name="images")
+  return keras.Model(images, backbone(images), name="backbone_part")
+
+
+def save_backbone(backbone: keras.Model, directory: str, build_args: dict,
+                  source: dict) -> None:
+  """Writes `backbone` as a backbone-only converted folder, atomically (a whole temporary
+  folder renamed into place): the same format released checkpoints convert to."""
+  keys = weight_keys(as_part(backbone))
+  arrays = {key: keras.ops.convert_to_numpy(variable) for key, variable in keys.items()}
+  parent = os.path.dirname(os.path.abspath(directory))
+  os.makedirs(parent, exist_ok=True)
+  tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(directory)}.tmp-")
+  try:
+    write_weights(os.path.join(tmp, WEIGHTS_FILE), arrays, {})
+    write_json_atomic(os.path.join(tmp, CONFIG_FILE), {
+        "format": FORMAT, "version": VERSION, "build_args": build_args,
+        "parts": ["backbone"], "source": source})
+    if os.path.isdir(directory):  # made meanwhile by another process with the same settings
+      shutil.rmtree(tmp)
+      return
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the result is shared
+    os.rename(tmp, directory)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise

@@ -1,4 +1,4 @@
-"""Datasets, input pipelines and the streaming mIOU metric.
+"""Datasets, input pipelines and the label rule / mIOU every loss and score uses.
 
 Importing this package registers the tfds builders `voc2012_sbd`, `pascal_person_part` and
 `dpc_synthetic` (Cityscapes uses tfds's own `cityscapes/semantic_segmentation`).
@@ -6,7 +6,7 @@ Importing this package registers the tfds builders `voc2012_sbd`, `pascal_person
   get_spec(name)               static facts: classes, ignore label, palette, crops, tfds name
   load_split(name, split)      {"image", "segmentation_mask"} with class ids mapped
   build_input_pipeline(...)    DeepLab preprocessing, batched: (float32 images, int32 labels)
-  StreamingMeanIoU             distribution-safe confusion-matrix mIOU metric
+  metrics                      the label rule, confusion counts, iou_from_confusion
 """
 
 from dpc_tf.data import dpc_synthetic as _dpc_synthetic  # registers the tfds builders
@@ -15,14 +15,13 @@ from dpc_tf.data import voc2012_sbd as _voc2012_sbd
 from dpc_tf.data.cityscapes import labelids_to_trainids
 from dpc_tf.data.loading import Source, load_split, open_source
 from dpc_tf.data.manual import ManualDirError
-from dpc_tf.data.metrics import StreamingMeanIoU
 from dpc_tf.data.pipeline import build_input_pipeline, input_pipeline, pipeline_from_source
 from dpc_tf.data.specs import IGNORE_LABEL, DatasetSpec, dataset_names, get_spec
 from dpc_tf.data.synthetic import SyntheticConfig, generate_example
 
 __all__ = [
-    "DatasetSpec", "IGNORE_LABEL", "ManualDirError", "Source", "StreamingMeanIoU",
-    "SyntheticConfig", "build_input_pipeline", "dataset_names", "generate_example", "get_spec",
+    "DatasetSpec", "IGNORE_LABEL", "ManualDirError", "Source", "SyntheticConfig",
+    "build_input_pipeline", "dataset_names", "generate_example", "get_spec",
     "input_pipeline", "labelids_to_trainids", "load_split", "open_source",
     "pipeline_from_source",
 ]

@@ -1,117 +1,83 @@
-"""Streaming mean IOU over a confusion matrix, as DeepLab evaluates (REFERENCE.md section 5).
+"""What a pixel counts for: the one label rule, confusion counts and mIOU (REFERENCE.md 5).
 
-Classes absent from both the labels and the predictions seen so far (IOU denominator 0) have
-no IOU: `per_class_iou` reports NaN for them and the mean leaves them out, like TF1's
-`tf.metrics.mean_iou`. A class that is predicted but never labelled has IOU 0 and counts.
+The rule, shared by every loss and score (training, evaluation, proxy trial, pretraining):
+a label is a class id in [0, C) or IGNORE_LABEL (255: no loss, no score). Any other value is
+a data bug (an unmapped Cityscapes labelId, a palette index past the classes, a wrong
+num_classes) and is refused, not ignored: ignoring it would train and score on a silently
+shrunken set of pixels and report a plausible mIOU, and the release's own rule (weight 0
+for 255 only) would crash the CPU cross-entropy or give NaN on a GPU. The loops count such
+pixels (`label_masks`) and stop through dpc_tf.training.guard with one line naming them.
+
+mIOU: classes absent from both labels and predictions (IOU denominator 0) have no IOU and are
+left out of the mean, like TF1's `tf.metrics.mean_iou`; a class predicted but never
+labelled has IOU 0 and counts.
 """
 
 from __future__ import annotations
 
-import keras
+from typing import NamedTuple
+
+import numpy as np
 import tensorflow as tf
 
 from dpc_tf.data.specs import IGNORE_LABEL
 
 
-@keras.saving.register_keras_serializable(package="dpc_tf")
-class StreamingMeanIoU(keras.metrics.Metric):
-  """Mean IOU over classes from a confusion matrix accumulated across batches.
+def labels_2d(labels) -> tf.Tensor:
+  labels = tf.convert_to_tensor(labels)
+  if labels.shape.rank == 4:
+    labels = tf.squeeze(labels, -1)
+  return tf.cast(labels, tf.int32)
 
-  The confusion matrix is a metric variable (aggregation SUM, synchronised on read, as every
-  Keras metric variable), so updates inside `strategy.run` are summed over replicas when the
-  result is read in cross-replica context. Counts are float64 by default: float32 stops
-  counting exactly at 2^24 pixels per cell, which one Cityscapes class passes in 10 images.
 
-  Args:
-    num_classes: K; labels and predictions are class ids in 0..K-1.
-    ignore_label: label value whose pixels are not counted (255).
-    from_logits: predictions are scores [..., K] and are argmax-ed; otherwise class ids.
-    count_dtype: dtype of the confusion-matrix counts.
+def label_masks(labels, num_classes) -> tuple[tf.Tensor, tf.Tensor]:
+  """(valid: a class id in [0, C); bad: neither valid nor IGNORE_LABEL), bool [B, H, W].
+
+  labels: [B, H, W] or [B, H, W, 1]; num_classes may be a tensor.
   """
+  labels = labels_2d(labels)
+  valid = tf.logical_and(labels >= 0, labels < num_classes)
+  bad = tf.logical_and(tf.logical_not(valid), tf.not_equal(labels, IGNORE_LABEL))
+  return valid, bad
 
-  def __init__(self, num_classes: int, ignore_label: int = IGNORE_LABEL,
-               from_logits: bool = False, count_dtype: str = "float64",
-               name: str = "mean_iou", dtype=None):
-    super().__init__(name=name, dtype=dtype)
-    if num_classes < 1:
-      raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-    self.num_classes = int(num_classes)
-    self.ignore_label = int(ignore_label)
-    self.from_logits = bool(from_logits)
-    self.count_dtype = count_dtype
-    self.confusion_matrix = self.add_variable(
-        shape=(self.num_classes, self.num_classes), initializer="zeros", dtype=count_dtype,
-        aggregation="sum", name="confusion_matrix")
 
-  def update_state(self, labels, predictions, sample_weight=None):
-    """Adds one batch. labels: class ids of any shape ([B, H, W, 1] or [B, H, W]);
-    predictions: class ids with as many elements (or scores [..., K] with from_logits);
-    sample_weight: optional, broadcastable from the left to the labels' shape."""
-    labels = tf.convert_to_tensor(labels)
-    predictions = tf.convert_to_tensor(predictions)
-    if self.from_logits:
-      predictions = tf.argmax(predictions, axis=-1)
-    k = self.num_classes
-    flat_labels = tf.reshape(tf.cast(labels, tf.int64), [-1])
-    flat_predictions = tf.reshape(tf.cast(predictions, tf.int64), [-1])
-    tf.debugging.assert_equal(
-        tf.size(flat_labels), tf.size(flat_predictions),
-        message="StreamingMeanIoU: labels and predictions hold different numbers of pixels")
-    counted = tf.not_equal(flat_labels, self.ignore_label)
-    weights = tf.ones_like(flat_labels, dtype=self.count_dtype)
-    if sample_weight is not None:
-      sample_weight = tf.cast(tf.convert_to_tensor(sample_weight), self.count_dtype)
-      # Keras convention: a per-example weight [B] applies to all of that example's pixels.
-      while sample_weight.shape.rank < labels.shape.rank:
-        sample_weight = sample_weight[..., None]
-      weights = tf.reshape(tf.broadcast_to(sample_weight, tf.shape(labels)), [-1])
-    flat_labels = tf.boolean_mask(flat_labels, counted)
-    flat_predictions = tf.boolean_mask(flat_predictions, counted)
-    weights = tf.boolean_mask(weights, counted)
-    checks = [
-        tf.debugging.assert_less(
-            flat_labels, tf.constant(k, tf.int64),
-            message=f"StreamingMeanIoU: a label is neither a class id < {k} nor the ignore "
-                    f"label {self.ignore_label}"),
-        tf.debugging.assert_non_negative(flat_labels, message="StreamingMeanIoU: negative label"),
-        tf.debugging.assert_less(flat_predictions, tf.constant(k, tf.int64),
-                                 message=f"StreamingMeanIoU: a prediction is >= {k}"),
-        tf.debugging.assert_non_negative(flat_predictions,
-                                         message="StreamingMeanIoU: negative prediction"),
-    ]
-    with tf.control_dependencies(checks):
-      cells = flat_labels * k + flat_predictions
-      counts = tf.math.unsorted_segment_sum(weights, cells, k * k)
-    self.confusion_matrix.assign_add(tf.reshape(counts, (k, k)))
+def count_bad_labels(labels, num_classes) -> tf.Tensor:
+  """How many pixels break the label rule (float32 scalar, so replicas can sum it)."""
+  return tf.reduce_sum(tf.cast(label_masks(labels, num_classes)[1], tf.float32))
 
-  def _iou(self) -> tuple[tf.Tensor, tf.Tensor]:
-    matrix = tf.cast(tf.convert_to_tensor(self.confusion_matrix), tf.float64)
-    true_positives = tf.linalg.diag_part(matrix)
-    union = tf.reduce_sum(matrix, 0) + tf.reduce_sum(matrix, 1) - true_positives
-    present = union > 0
-    iou = tf.where(present, true_positives / tf.where(present, union, 1.0),
-                   tf.constant(float("nan"), tf.float64))
-    return iou, present
 
-  def result(self):
-    """Mean IOU over classes seen in the labels or the predictions; 0 before any pixel."""
-    iou, present = self._iou()
-    total = tf.reduce_sum(tf.where(present, iou, 0.0))
-    count = tf.reduce_sum(tf.cast(present, tf.float64))
-    return tf.cast(tf.math.divide_no_nan(total, count), self.dtype)
+def confusion_counts(labels, predictions, num_classes: int,
+                     dtype: tf.DType = tf.float32) -> tf.Tensor:
+  """[C, C] counts (row = label, column = prediction) over valid pixels, in `dtype`.
 
-  def per_class_iou(self) -> tf.Tensor:
-    """IOU of every class [K] (row = label, column = prediction); NaN where never seen."""
-    return tf.cast(self._iou()[0], self.dtype)
+  float32 (the default) so that replicas can all-reduce it on any device: exact up to 2^24
+  pixels per cell and call, far above one training batch; evaluation of large images asks
+  for float64. Callers accumulate in int64 on the host. Deterministic on GPUs too
+  (unsorted_segment_sum has had a deterministic kernel since TF 2.8).
+  """
+  labels = tf.reshape(labels_2d(labels), [-1])
+  predictions = tf.reshape(tf.cast(predictions, tf.int32), [-1])
+  valid = tf.logical_and(labels >= 0, labels < num_classes)
+  cells = tf.boolean_mask(labels * num_classes + predictions, valid)
+  counts = tf.math.unsorted_segment_sum(tf.ones_like(cells, dtype), cells,
+                                        num_classes * num_classes)
+  return tf.reshape(counts, [num_classes, num_classes])
 
-  def pixel_accuracy(self) -> tf.Tensor:
-    """Correct pixels / counted pixels (ignore label excluded); 0 before any pixel."""
-    matrix = tf.cast(tf.convert_to_tensor(self.confusion_matrix), tf.float64)
-    return tf.cast(tf.math.divide_no_nan(tf.linalg.trace(matrix), tf.reduce_sum(matrix)),
-                   self.dtype)
 
-  def get_config(self) -> dict:
-    config = super().get_config()
-    config.update(num_classes=self.num_classes, ignore_label=self.ignore_label,
-                  from_logits=self.from_logits, count_dtype=self.count_dtype)
-    return config
+class IoU(NamedTuple):
+  """Scores of a confusion matrix: per_class is NaN where a class was never seen."""
+  per_class: np.ndarray
+  miou: float
+  pixel_accuracy: float
+
+
+def iou_from_confusion(confusion) -> IoU:
+  """Per-class IOU, mean IOU over classes seen (0.0 before any pixel), pixel accuracy."""
+  confusion = np.asarray(confusion, np.float64)
+  true_positives = np.diag(confusion)
+  union = confusion.sum(0) + confusion.sum(1) - true_positives
+  present = union > 0
+  iou = np.where(present, true_positives / np.where(present, union, 1), np.nan)
+  miou = float(iou[present].mean()) if present.any() else 0.0
+  total = confusion.sum()
+  return IoU(iou, miou, float(true_positives.sum() / total) if total else 0.0)

@@ -42,7 +42,6 @@ on one core: ~14 s for all of it); tiny 129x129, 32 / 16 (tests); wide 257x513, 
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator
 
 import numpy as np
 
@@ -229,9 +228,3 @@ def generate_example(config: SyntheticConfig, split: str,
   edge[:, :-1] |= horizontal
   label[edge] = IGNORE_LABEL
   return np.clip(np.rint(image), 0, 255).astype(np.uint8), label[..., None]
-
-
-def generate_split(config: SyntheticConfig, split: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-  """Every example of a split, in index order."""
-  for index in range(config.num_examples(split)):
-    yield generate_example(config, split, index)

@@ -57,16 +57,18 @@ def _check_head_args(head: str, output_stride: int) -> None:
 def build_head(head: str = "dpc", cell=None, crop_size=(513, 513), output_stride: int = 16,
                weight_decay: float = common.WEIGHT_DECAY, sync_bn: bool = False,
                dropout: float = 0.1, aspp_rates: Sequence[int] = (6, 12, 18),
-               name: str = "head") -> keras.layers.Layer:
+               name: str = "head", **options) -> keras.layers.Layer:
   """The multi-scale context layer alone: DensePredictionCell (`cell`) or ASPP.
 
   Rates are scaled by 16 // output_stride; `crop_size` (the training crop) fixes the
   pyramid-pooling kernels as in the release. The layer maps features [B, h, w, C] to
-  [B, h, w, 256]; put it on cached features with `build_head_model`.
+  [B, h, w, 256]; put it on cached features with `build_head_model`. options: further
+  layer arguments (filters, projection_filters, bn_momentum, bn_epsilon).
   """
   _check_head_args(head, output_stride)
   kwargs = dict(crop_size=common.pair(crop_size, "crop_size"), output_stride=output_stride,
-                dropout=dropout, weight_decay=weight_decay, sync_bn=sync_bn, name=name)
+                dropout=dropout, weight_decay=weight_decay, sync_bn=sync_bn, name=name,
+                **options)
   if head == "aspp":
     if cell is not None:
       raise common.LayerArgumentError("cell applies to head='dpc' only; drop it or use head='dpc'")
@@ -88,17 +90,21 @@ def logits_layer(num_classes: int, weight_decay: float = common.WEIGHT_DECAY) ->
 def build_head_model(num_classes: int, feature_channels: int, head: str = "dpc", cell=None,
                      crop_size=(513, 513), output_stride: int = 16,
                      weight_decay: float = common.WEIGHT_DECAY, sync_bn: bool = False,
-                     dropout: float = 0.1, name: str = "head_model") -> keras.Model:
+                     dropout: float = 0.1, name: str = "head_model",
+                     **head_options) -> keras.Model:
   """features [B, h, w, feature_channels] -> logits [B, h, w, num_classes] (no decoder).
 
-  For training a head on cached backbone features (the proxy task): top-level layers
-  "head" and "logits" carry the same names as in `build_deeplab`, so
+  The one model of a head on cached backbone features (the proxy trial trains it): top-level
+  layers "head" and "logits" carry the same names as in `build_deeplab`, so
   `dpc_tf.costs.model_costs(m, shape, *model_parts(m))` works and
   `load_converted_weights(m, dir, parts=["head"])` can start it from a released model.
   Logits stay at the feature resolution; upsample them to the labels in the loss.
+  head_options: the head layer's width and BN settings (`build_head`), which a short proxy
+  run changes (e.g. filters=64, bn_momentum=0.9).
   """
   features = keras.Input((None, None, feature_channels), name="features")
-  head_layer = build_head(head, cell, crop_size, output_stride, weight_decay, sync_bn, dropout)
+  head_layer = build_head(head, cell, crop_size, output_stride, weight_decay, sync_bn, dropout,
+                          **head_options)
   logits = logits_layer(num_classes, weight_decay)(head_layer(features))
   return keras.Model(features, logits, name=name)
 

@@ -1,19 +1,16 @@
-"""Where the frozen backbone's weights come from, and the refusal of a random one.
+"""The frozen backbone without a checkpoint: its refusal, and BN calibration when allowed.
 
-A backbone checkpoint is either a converted-weights folder (dpc_tf.checkpoints: its
-"backbone" part is loaded, e.g. a TF1 COCO/ImageNet MobileNet-v2 converted with
-`python -m dpc_tf.convert_checkpoint --backbone_only`, or a folder `save_backbone` wrote)
-or a Keras `.weights.h5` file of the backbone model. With none, the proxy would rank cells
-on features of a random network, which says little about the real task: that needs an
-explicit allow_random_init and is logged loudly.
+Backbone checkpoints (a converted folder, e.g. a TF1 COCO/ImageNet MobileNet-v2 converted
+with `python -m dpc_tf.convert_checkpoint --backbone_only` or one pretrain.py saved, or a
+Keras `.weights.h5` of the backbone) load through dpc_tf.checkpoints.load_initial_weights,
+as full training's init_weights do. With none, the proxy would rank cells on features of a
+random network, which says little about the real task: that needs an explicit
+allow_random_init and is logged loudly.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import tempfile
 from typing import Optional
 
 from absl import logging
@@ -21,76 +18,19 @@ import keras
 import tensorflow as tf
 
 from dpc_tf.checkpoints import converted
-from dpc_tf.checkpoints.tf1_names import weight_keys
-from dpc_tf.errors import DpcError, one_line
-from dpc_tf.utils.files import write_json_atomic
+from dpc_tf.errors import DpcError
+from dpc_tf.training.modeling import batch_norm_layers
 
 
 class BackboneWeightsError(DpcError):
   """No usable backbone weights; the message says which setting to change."""
 
 
-def as_part(backbone: keras.Model) -> keras.Model:
-  """A model whose one top-level layer is the backbone, so weight keys read "backbone/...".
-
-  Converted folders key weights by top-level part; a bare backbone's own top-level layers
-  are its blocks.
-  """
-  images = keras.Input(backbone.input_shape[1:], name="images")
-  return keras.Model(images, backbone(images), name="backbone_part")
-
-
-def load_backbone_weights(backbone: keras.Model, checkpoint: str) -> None:
-  """Loads `checkpoint` (converted folder or .weights.h5) into `backbone`; errors are one line."""
-  if os.path.isdir(checkpoint):
-    try:
-      converted.load_converted_weights(as_part(backbone), checkpoint, parts=["backbone"])
-    except converted.ConvertedWeightsError as e:
-      raise BackboneWeightsError(f"backbone checkpoint {checkpoint}: {e}") from None
-  elif checkpoint.endswith(".weights.h5") and os.path.isfile(checkpoint):
-    try:
-      backbone.load_weights(checkpoint)
-    except ValueError as e:
-      raise BackboneWeightsError(f"backbone checkpoint {checkpoint}: {one_line(e)}") from None
-  else:
-    raise BackboneWeightsError(
-        f"backbone checkpoint {checkpoint}: not a converted-weights folder (weights.h5 + "
-        f"model_config.json) nor a Keras .weights.h5 file")
-
-
-def save_backbone(backbone: keras.Model, directory: str, build_args: dict,
-                  source: dict) -> None:
-  """Writes `backbone` as a backbone-only converted-weights folder, atomically (a whole
-  temporary folder renamed into place): the same format released checkpoints convert to."""
-  keys = weight_keys(as_part(backbone))
-  arrays = {key: keras.ops.convert_to_numpy(variable) for key, variable in keys.items()}
-  parent = os.path.dirname(os.path.abspath(directory))
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(directory)}.tmp-")
-  try:
-    converted.write_weights(os.path.join(tmp, converted.WEIGHTS_FILE), arrays, {})
-    write_json_atomic(os.path.join(tmp, converted.CONFIG_FILE), {
-        "format": converted.FORMAT, "version": converted.VERSION, "build_args": build_args,
-        "parts": ["backbone"], "source": source})
-    if os.path.isdir(directory):  # made meanwhile by another process with the same settings
-      shutil.rmtree(tmp)
-      return
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the result is shared
-    os.rename(tmp, directory)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
-
-
 def checkpoint_source(checkpoint: str) -> Optional[dict]:
   """The "source" record of a converted folder (how it was made), if it has one."""
-  path = os.path.join(checkpoint, converted.CONFIG_FILE)
-  if not os.path.isfile(path):
+  if not os.path.isfile(os.path.join(checkpoint, converted.CONFIG_FILE)):
     return None
-  with open(path) as f:
-    return json.load(f).get("source")
+  return converted.read_model_config(checkpoint).get("source")
 
 
 def refuse_or_warn_random(allow_random_init: bool, where: str) -> None:
@@ -106,12 +46,6 @@ def refuse_or_warn_random(allow_random_init: bool, where: str) -> None:
                   "backbone (allow_random_init). Proxy scores on them are nearly meaningless.",
                   where)
   logging.warning("=" * 78)
-
-
-def batch_norm_layers(model: keras.Model) -> list:
-  # pylint: disable-next=protected-access
-  found = model._flatten_layers(include_self=False, recursive=True)
-  return [l for l in found if isinstance(l, keras.layers.BatchNormalization)]
 
 
 def calibrate_batch_norm(backbone: keras.Model, images: tf.data.Dataset, batches: int = 20,

@@ -300,10 +300,6 @@ class CachedRole:
                               f"{shard['count']}")
     return features, labels
 
-  def iter_shards(self, order=None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    for index in (range(len(self.shards)) if order is None else order):
-      yield self.read_shard(index)
-
   def iter_range(self, start: int = 0,
                  stop: Optional[int] = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Examples [start, stop) in order, one overlapping shard's slice at a time."""

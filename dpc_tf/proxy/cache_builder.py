@@ -34,7 +34,7 @@ from absl import logging
 import keras
 import tensorflow as tf
 
-from dpc_tf import data
+from dpc_tf import checkpoints, data
 from dpc_tf.backbones import build_backbone
 from dpc_tf.proxy import backbone_weights
 from dpc_tf.proxy.cache import ROLES, Manifest
@@ -56,7 +56,7 @@ def frozen_backbone(config: CacheConfig, pretrain: PretrainConfig,
                             depth_multiplier=config.depth_multiplier)
   if checkpoint is None:
     return backbone, {"checkpoint": None, "random_init": True}  # BN calibrated by the caller
-  backbone_weights.load_backbone_weights(backbone, checkpoint)
+  checkpoints.load_initial_weights(checkpoints.as_part(backbone), checkpoint, ["backbone"])
   return backbone, {"checkpoint": checkpoint, "random_init": False,
                     "checkpoint_source": backbone_weights.checkpoint_source(checkpoint)}
 

@@ -23,10 +23,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from dpc_tf.data.specs import IGNORE_LABEL
 from dpc_tf.proxy import cache as cache_lib
 
 LABEL_RESOLUTIONS = ("crop", "features")
-IGNORE_LABEL = 255
 
 
 def backbone_fingerprint(model: keras.Model) -> str:

@@ -3,7 +3,8 @@
 The paper's proxy caches a COCO-pretrained MobileNet-v2. Where no such checkpoint exists
 (the synthetic config, or before the trainer exists) this trains the configured backbone
 plus a 1x1-conv linear head at the output stride on the dataset itself for a few hundred
-steps (DeepLab's loss and augmentation, poly LR, momentum), then keeps the backbone only.
+steps (the training core's loss, poly LR, momentum SGD and guard; DeepLab's augmentation),
+then keeps the backbone only.
 The linear head is thrown away: it is deliberately too weak to solve the task alone, so
 the backbone has to learn features, and the proxy heads start from scratch on them.
 
@@ -27,10 +28,12 @@ import tensorflow as tf
 from dpc_tf import data
 from dpc_tf.backbones import build_backbone
 from dpc_tf.checkpoints import converted
+from dpc_tf.data import metrics
 from dpc_tf.layers import common
-from dpc_tf.proxy.backbone_weights import batch_norm_layers, save_backbone
 from dpc_tf.proxy.config import CacheConfig, PretrainConfig
-from dpc_tf.proxy.scoring import segmentation_loss
+from dpc_tf.training import guard, losses, modeling
+from dpc_tf.training.optimizer import build_optimizer
+from dpc_tf.training.schedule import PolyLearningRate
 
 
 def pretrain_settings(cache: CacheConfig, pretrain: PretrainConfig) -> dict:
@@ -64,11 +67,6 @@ def pretrained_checkpoint(cache: CacheConfig, pretrain: PretrainConfig) -> str:
   return directory
 
 
-def _set_bn_momentum(model: keras.Model, momentum: float) -> None:
-  for layer in batch_norm_layers(model):
-    layer.momentum = momentum
-
-
 def run_pretraining(settings: dict, directory: str, data_dir=None, manual_dir=None) -> dict:
   """Trains backbone + linear head as `settings` say and saves the backbone to `directory`."""
   start = time.time()
@@ -78,15 +76,13 @@ def run_pretraining(settings: dict, directory: str, data_dir=None, manual_dir=No
   backbone = build_backbone(settings["backbone"], settings["output_stride"],
                             depth_multiplier=settings["depth_multiplier"],
                             weight_decay=settings["weight_decay"])
-  _set_bn_momentum(backbone, settings["bn_momentum"])
+  modeling.configure_batch_norm(backbone, momentum=settings["bn_momentum"])
   head = keras.layers.Conv2D(spec.num_classes, 1, name="linear_head",
                              kernel_regularizer=common.l2(settings["weight_decay"]))
   head.build((None, None, None, backbone.output["features"].shape[-1]))
   variables = backbone.trainable_variables + head.trainable_variables
-  schedule = keras.optimizers.schedules.PolynomialDecay(
-      settings["learning_rate"], settings["steps"], end_learning_rate=0.0, power=0.9)
-  optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=settings["momentum"])
-  optimizer.build(variables)
+  optimizer = build_optimizer(PolyLearningRate(settings["learning_rate"], settings["steps"]),
+                              settings["momentum"], variables)
   stream = data.build_input_pipeline(
       settings["dataset"], settings["split"], settings["batch_size"],
       crop_size=tuple(settings["crop"]), is_training=True, data_dir=data_dir,
@@ -97,27 +93,28 @@ def run_pretraining(settings: dict, directory: str, data_dir=None, manual_dir=No
   def step(images, labels):
     with tf.GradientTape() as tape:
       logits = head(backbone(images, training=True)["features"])
-      loss = segmentation_loss(logits, labels)
-      total = loss + tf.add_n(backbone.losses + head.losses)
+      loss = losses.mean_cross_entropy(labels, logits)
+      total = loss + losses.regularization_loss(backbone.losses + head.losses)
     optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
-    return loss
+    return loss, metrics.count_bad_labels(labels, spec.num_classes)
 
-  losses, last_log = [], time.time()
+  seen, last_log = [], time.time()
   for index, (images, labels) in enumerate(stream.take(settings["steps"])):
-    losses.append(float(step(images, labels)))
-    if not np.isfinite(losses[-1]):
-      raise FloatingPointError(f"backbone pretraining diverged at step {index + 1} (loss "
-                               f"{losses[-1]}); lower pretrain_backbone.learning_rate")
+    loss, bad_labels = step(images, labels)
+    seen.append(float(loss))
+    guard.check_step(index + 1, seen[-1], num_classes=spec.num_classes,
+                     bad_labels=float(bad_labels), where="backbone pretraining",
+                     advice="nothing was saved; lower pretrain_backbone.learning_rate")
     if time.time() - last_log > 10 or index + 1 == settings["steps"]:
       last_log = time.time()
       logging.info("pretraining %s: step %d/%d, loss %.4f (mean of last 20 %.4f)",
-                   settings["backbone"], index + 1, settings["steps"], losses[-1],
-                   np.mean(losses[-20:]))
-  source = {"pretrain": settings, "final_loss": float(np.mean(losses[-20:])),
-            "initial_loss": losses[0], "seconds": time.time() - start}
+                   settings["backbone"], index + 1, settings["steps"], seen[-1],
+                   np.mean(seen[-20:]))
+  source = {"pretrain": settings, "final_loss": float(np.mean(seen[-20:])),
+            "initial_loss": seen[0], "seconds": time.time() - start}
   build_args = {"backbone": settings["backbone"], "depth_multiplier":
                 settings["depth_multiplier"]}
-  save_backbone(backbone, directory, build_args, source)
+  converted.save_backbone(backbone, directory, build_args, source)
   logging.info("pretrained backbone saved to %s (%.0fs, final loss %.4f)", directory,
                source["seconds"], source["final_loss"])
   return source

@@ -16,17 +16,20 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from typing import Sequence
 
 from absl import logging
 import keras
 import numpy as np
 import tensorflow as tf
 
-from dpc_tf import search_space
+from dpc_tf import costs, models, search_space
+from dpc_tf.data import metrics
 from dpc_tf.proxy import feeding
 from dpc_tf.proxy.cache import CacheError, FeatureCache
-from dpc_tf.proxy.head import build_proxy_head, head_costs
-from dpc_tf.proxy.scoring import confusion_matrix, mean_iou, predictions, segmentation_loss
+from dpc_tf.training import guard, losses
+from dpc_tf.training.optimizer import build_optimizer
+from dpc_tf.training.schedule import PolyLearningRate
 
 # Chosen by measurement on the 2-core CPU (dpc_tf/benchmarks/proxy.py, docs/BENCHMARKS.md):
 # XLA makes the proxy train step 5-30x SLOWER there (released cell, 256 filters: 198 ms ->
@@ -76,31 +79,49 @@ class TrialConfig:
     return config
 
 
+def head_costs(model: keras.Model, feature_shape: Sequence[int]) -> dict:
+  """Params / multiply-adds at one feature map: the paper's branch convention plus totals."""
+  report = costs.model_costs(model, tuple(feature_shape), *models.model_parts(model))
+  return {"branch_params": report["head"]["branch_params"],
+          "branch_madds": report["head"]["branch_madds"],
+          "head_params": report["head"]["trainable_params"],
+          "head_madds": report["head"]["madds"],
+          "params": report["total"]["trainable_params"],
+          "madds": report["total"]["madds"],
+          "cost_feature_shape": list(feature_shape)}
+
+
 class _Trainer:
-  """Model, optimizer and compiled steps of one trial."""
+  """Model, optimizer and compiled steps of one trial (the training core's loss, schedule,
+  optimizer and counts; the guard runs in run_proxy_trial's loop)."""
 
   def __init__(self, model: keras.Model, config: TrialConfig, num_classes: int):
     self.model, self.config, self.num_classes = model, config, num_classes
-    schedule = keras.optimizers.schedules.PolynomialDecay(
-        config.learning_rate, config.steps, end_learning_rate=0.0, power=config.lr_power)
-    self.optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=config.momentum)
-    self.optimizer.build(model.trainable_variables)
+    self.optimizer = build_optimizer(
+        PolyLearningRate(config.learning_rate, config.steps, config.lr_power),
+        config.momentum, model.trainable_variables)
     jit = config.jit_compile
     self.train_on = tf.function(self._train_on, jit_compile=jit)
     self.predict_on = tf.function(self._predict_on, jit_compile=jit, reduce_retracing=True)
 
   def _train_on(self, features, labels):
+    """One step; returns (mean cross-entropy, pixels breaking the label rule)."""
     features = tf.cast(features, tf.float32)
     with tf.GradientTape() as tape:
       logits = self.model(features, training=True)
-      loss = segmentation_loss(logits, labels)
-      total = loss + tf.add_n(self.model.losses) if self.model.losses else loss
+      loss = losses.mean_cross_entropy(labels, logits)
+      total = loss + losses.regularization_loss(self.model.losses)
     variables = self.model.trainable_variables
     self.optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
-    return loss
+    return loss, metrics.count_bad_labels(labels, self.num_classes)
 
   def _predict_on(self, features, labels):
-    return predictions(self.model(tf.cast(features, tf.float32), training=False), labels)
+    """(confusion counts, pixels breaking the label rule) of one batch at the labels' size."""
+    logits = losses.logits_at_label_size(self.model(tf.cast(features, tf.float32),
+                                                    training=False), labels)
+    predicted = tf.argmax(logits, -1, output_type=tf.int32)
+    return (metrics.confusion_counts(labels, predicted, self.num_classes),
+            metrics.count_bad_labels(labels, self.num_classes))
 
   def in_memory_step(self, features: tf.Tensor, labels: tf.Tensor):
     """A compiled step that gathers its batch from tensors already in memory."""
@@ -109,13 +130,17 @@ class _Trainer:
     return tf.function(step, jit_compile=self.config.jit_compile)
 
   def score(self, batches) -> tuple[float, list, float, int]:
+    """(mIOU, per-class IOU with None where unseen, pixel accuracy, examples scored)."""
     matrix = np.zeros((self.num_classes, self.num_classes), np.int64)
     count = 0
     for features, labels in batches:
-      predicted = self.predict_on(features, labels).numpy()
-      matrix += confusion_matrix(np.asarray(labels), predicted, self.num_classes)
+      counts, bad_labels = self.predict_on(features, labels)
+      guard.check_labels(float(bad_labels), self.num_classes, f"proxy scoring, example {count}")
+      matrix += np.rint(counts.numpy()).astype(np.int64)
       count += len(features)
-    return (*mean_iou(matrix), count)
+    iou = metrics.iou_from_confusion(matrix)
+    class_iou = [None if np.isnan(v) else float(v) for v in iou.per_class]
+    return iou.miou, class_iou, iou.pixel_accuracy, count
 
 
 def _batches(features: np.ndarray, labels: np.ndarray, batch_size: int):
@@ -152,9 +177,11 @@ def run_proxy_trial(cell, cache_dir: str, **config) -> dict:
   keras.utils.set_random_seed(cfg.seed)
   if cfg.deterministic:
     tf.config.experimental.enable_op_determinism()
-  model = build_proxy_head(cell, num_classes, train.feature_shape[-1], crop, output_stride,
-                           filters=cfg.filters, dropout=cfg.dropout,
-                           weight_decay=cfg.weight_decay, bn_momentum=cfg.bn_momentum)
+  model = models.build_head_model(
+      num_classes, train.feature_shape[-1], cell=cell, crop_size=crop,
+      output_stride=output_stride, weight_decay=cfg.weight_decay, dropout=cfg.dropout,
+      name="proxy_head", filters=cfg.filters, projection_filters=cfg.filters,
+      bn_momentum=cfg.bn_momentum)
   record = head_costs(model, evaluation.feature_shape)
   trainer = _Trainer(model, cfg, num_classes)
 
@@ -170,24 +197,26 @@ def run_proxy_trial(cell, cache_dir: str, **config) -> dict:
     features, labels = tf.convert_to_tensor(features), tf.convert_to_tensor(labels)
     step_fn = trainer.in_memory_step(features, labels)
     sampler = feeding.IndexSampler(train_count, cfg.batch_size, cfg.seed)
-    next_loss = lambda: step_fn(sampler.next())
+    next_step = lambda: step_fn(sampler.next())
   else:
     stream = feeding.StreamIterator(feeding.streaming_dataset(
         train, cfg.batch_size, cfg.seed, cfg.shuffle_buffer, stop=train_count))
-    next_loss = lambda: trainer.train_on(*next(stream))
+    next_step = lambda: trainer.train_on(*next(stream))
   eval_batch = cfg.eval_batch_size or cfg.batch_size
 
   train_start = time.time()
-  losses, step_times, holdout_history = [], [], []
+  losses_seen, step_times, holdout_history = [], [], []
   best, since_best, stopped_early, step = -1.0, 0, False, 0
   while step < cfg.steps:
     t = time.time()
-    loss = float(next_loss())
+    loss, bad_labels = next_step()
+    loss = float(loss)
     step += 1
     step_times.append(time.time() - t)
-    losses.append(loss)
-    if not np.isfinite(loss):
-      raise FloatingPointError(f"proxy trial of cell {cell.text}: loss is {loss} at step {step}")
+    losses_seen.append(loss)
+    guard.check_step(step, loss, num_classes=num_classes, bad_labels=float(bad_labels),
+                     where=f"proxy trial of cell {cell.text}",
+                     advice="lower proxy_trial.learning_rate")
     if cfg.log_every_steps and step % cfg.log_every_steps == 0:
       logging.info("proxy trial: step %d/%d, loss %.4f", step, cfg.steps, loss)
     if holdout is not None and cfg.eval_every and step % cfg.eval_every == 0:
@@ -203,12 +232,12 @@ def run_proxy_trial(cell, cache_dir: str, **config) -> dict:
   miou, class_iou, accuracy, eval_count = trainer.score(feeding.eval_batches(
       evaluation, eval_batch, stop=cfg.max_eval_examples or None))
   eval_seconds = time.time() - eval_start
-  tail = losses[-max(1, min(20, len(losses) // 10)):]
+  tail = losses_seen[-max(1, min(20, len(losses_seen) // 10)):]
   record.update(
       miou=miou, class_iou=class_iou, pixel_accuracy=accuracy, steps=step,
       seconds=time.time() - start, train_seconds=train_seconds, eval_seconds=eval_seconds,
       step_seconds=float(np.median(step_times[1:] or step_times)),
-      final_loss=float(np.mean(tail)), initial_loss=losses[0], stopped_early=stopped_early,
+      final_loss=float(np.mean(tail)), initial_loss=losses_seen[0], stopped_early=stopped_early,
       holdout_miou=holdout_history, in_memory=in_memory, jit_compile=cfg.jit_compile,
       seed=cfg.seed, train_examples=train_count, eval_examples=eval_count,
       cell=cell.to_json(), cell_text=cell.text, cell_fingerprint=cell.fingerprint(),

@@ -10,25 +10,41 @@
   PolyLearningRate, make_strategy, parse_gin           the parts others may reuse
 
 Command lines: python -m dpc_tf.{train,evaluate,export,predict}.
+
+The training core every loop shares (the proxy trial and backbone pretraining too):
+losses.py (the loss; the label rule itself is dpc_tf.data.metrics'), schedule.py,
+optimizer.py (build_optimizer), guard.py (the per-step NaN / label guard), modeling.py
+(BN settings, initial weights). The names above are imported lazily (PEP 562), so that
+importing one core module does not import the trainer, export and gin machinery.
 """
 
-from dpc_tf.training.api import train_and_evaluate
-from dpc_tf.training.config import (EvalConfig, ExportConfig, TrainConfig, eval_config,
-                                    export_config, parse_gin, train_config)
-from dpc_tf.training.errors import NonFiniteLossError
-from dpc_tf.training.evaluation import (evaluate_checkpoint, evaluate_continuously,
-                                        evaluate_model, format_table)
-from dpc_tf.training.export import SegmentationModule, export_checkpoint, export_saved_model
-from dpc_tf.training.inference import Predictor
-from dpc_tf.training.predict import predict_images
-from dpc_tf.training.schedule import PolyLearningRate
-from dpc_tf.training.strategy import make_strategy
-from dpc_tf.training.trainer import Trainer, TrainResult
+import importlib
 
-__all__ = [
-    "EvalConfig", "ExportConfig", "NonFiniteLossError", "PolyLearningRate", "Predictor",
-    "SegmentationModule", "TrainConfig", "TrainResult", "Trainer",
-    "eval_config", "evaluate_checkpoint", "evaluate_continuously", "evaluate_model",
-    "export_checkpoint", "export_config", "export_saved_model", "format_table",
-    "make_strategy", "parse_gin", "predict_images", "train_and_evaluate", "train_config",
-]
+_EXPORTS = {
+    "train_and_evaluate": "api",
+    "EvalConfig": "config", "ExportConfig": "config", "TrainConfig": "config",
+    "eval_config": "config", "export_config": "config", "parse_gin": "config",
+    "train_config": "config",
+    "BadLabelError": "errors", "NonFiniteLossError": "errors",
+    "evaluate_checkpoint": "evaluation", "evaluate_continuously": "evaluation",
+    "evaluate_model": "evaluation", "format_table": "evaluation",
+    "SegmentationModule": "export", "export_checkpoint": "export",
+    "export_saved_model": "export",
+    "Predictor": "inference",
+    "predict_images": "predict",
+    "PolyLearningRate": "schedule",
+    "make_strategy": "strategy",
+    "Trainer": "trainer", "TrainResult": "trainer",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+  target = _EXPORTS.get(name)
+  if target is None:
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+  module, attribute = target if isinstance(target, tuple) else (target, name)
+  value = getattr(importlib.import_module(f"{__name__}.{module}"), attribute)
+  globals()[name] = value
+  return value

@@ -1,8 +1,8 @@
 """Evaluation: mIOU and per-class IoU of a model or a checkpoint, once or continuously.
 
 Predictions come from inference.Predictor (single- or multi-scale, optional flip); counts
-from dpc_tf.data.StreamingMeanIoU (confusion matrix, ignore label excluded, classes never
-labelled nor predicted left out of the mean, as TF1's mean_iou). Results are printed as a
+and scores from dpc_tf.data.metrics (the label rule every loss and score shares; classes
+never labelled nor predicted left out of the mean, as TF1's mean_iou). Results are printed as a
 table and written atomically as JSON beside the checkpoints.
 """
 
@@ -18,7 +18,8 @@ import tensorflow as tf
 from absl import logging
 
 from dpc_tf import data
-from dpc_tf.training import checkpointing, inputs, modeling, summaries
+from dpc_tf.data import metrics
+from dpc_tf.training import checkpointing, guard, inputs, modeling, summaries
 from dpc_tf.training.config import EvalConfig, TrainConfig
 from dpc_tf.training.inference import Predictor
 from dpc_tf.utils.files import write_json_atomic
@@ -34,33 +35,37 @@ def results_path(model_dir: str, config: EvalConfig) -> str:
 
 
 def confusion_matrix(model: keras.Model, dataset: tf.data.Dataset, num_classes: int,
-                     scales=(1.0,), flip: bool = False,
-                     ignore_label: int = data.IGNORE_LABEL) -> tuple[np.ndarray, int]:
-  """(int64 [C, C] counts, row = label and column = prediction; number of images)."""
+                     scales=(1.0,), flip: bool = False) -> tuple[np.ndarray, int]:
+  """(int64 [C, C] counts, row = label and column = prediction; number of images).
+
+  Labels breaking the label rule (neither a class nor 255) raise BadLabelError."""
   predictor = Predictor(model, scales, flip)
-  metric = data.StreamingMeanIoU(num_classes, ignore_label=ignore_label)
 
   @tf.function(reduce_retracing=True)
   def step(images, labels):
     predictions, _ = predictor(images)
-    metric.update_state(labels, predictions)
-    return tf.shape(images)[0]
+    # float64: a batch of full-size images can pass float32's 2^24 exact counts per cell.
+    return (metrics.confusion_counts(labels, predictions, num_classes, tf.float64),
+            metrics.count_bad_labels(labels, num_classes))
 
+  confusion = np.zeros((num_classes, num_classes), np.int64)
   num_images = 0
   for images, labels in dataset:
-    num_images += int(step(images, labels))
-  return np.rint(metric.confusion_matrix.numpy()).astype(np.int64), num_images
+    counts, bad_labels = step(images, labels)
+    guard.check_labels(float(bad_labels), num_classes, f"evaluation, image {num_images}")
+    confusion += np.rint(counts.numpy()).astype(np.int64)
+    num_images += int(images.shape[0])
+  return confusion, num_images
 
 
 def result_dict(confusion: np.ndarray, spec: data.DatasetSpec, **extra) -> dict:
   """The JSON-able result: mIOU, per-class IoU (None where undefined), pixel accuracy."""
-  iou, miou = summaries.iou_from_confusion(confusion)
-  total = confusion.sum()
+  iou = metrics.iou_from_confusion(confusion)
   return {
-      "miou": miou,
+      "miou": iou.miou,
       "per_class_iou": {name: (None if np.isnan(v) else float(v))
-                        for name, v in zip(spec.class_names, iou)},
-      "pixel_accuracy": float(np.trace(confusion) / total) if total else 0.0,
+                        for name, v in zip(spec.class_names, iou.per_class)},
+      "pixel_accuracy": iou.pixel_accuracy,
       "num_classes": spec.num_classes, "dataset": spec.name, **extra,
       "confusion_matrix": confusion.tolist(),
   }
@@ -90,7 +95,7 @@ def evaluate_model(model: keras.Model, train: TrainConfig, config: EvalConfig,
   dataset = inputs.eval_dataset(train, config)
   started = time.monotonic()
   confusion, num_images = confusion_matrix(model, dataset, spec.num_classes, config.scales,
-                                           config.flip, spec.ignore_label)
+                                           config.flip)
   return result_dict(confusion, spec, split=config.split, scales=list(config.scales),
                      flip=config.flip, num_images=num_images,
                      seconds=round(time.monotonic() - started, 3), **extra)

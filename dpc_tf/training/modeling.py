@@ -10,7 +10,6 @@ the same model.
 from __future__ import annotations
 
 import inspect
-import os
 from typing import Optional, Sequence
 
 import keras
@@ -41,12 +40,18 @@ def build_model(num_classes: int, crop_size: Sequence[int], cell=None,
     raise DpcError(f"cannot build the model: {one_line(e)}") from None
 
 
+def batch_norm_layers(model: keras.Model) -> list:
+  """Every BatchNormalization layer of `model`, nested ones included."""
+  # pylint: disable-next=protected-access
+  found = model._flatten_layers(include_self=False, recursive=True)
+  return [l for l in found if isinstance(l, keras.layers.BatchNormalization)]
+
+
 def configure_batch_norm(model: keras.Model, trainable: bool = True,
                          momentum: Optional[float] = None) -> int:
   """Freezes (trainable=False: inference-mode BN) or re-momentums every BN layer of model;
   returns how many there are. Call before the optimizer collects trainable variables."""
-  layers = [layer for layer in model._flatten_layers(include_self=False, recursive=True)  # pylint: disable=protected-access
-            if isinstance(layer, keras.layers.BatchNormalization)]
+  layers = batch_norm_layers(model)
   for layer in layers:
     if not trainable:
       layer.trainable = False
@@ -57,24 +62,11 @@ def configure_batch_norm(model: keras.Model, trainable: bool = True,
 
 def initialize_from_converted(model: keras.Model, path: str, initialize_last_layer: bool,
                               parts: Optional[Sequence[str]] = None) -> list[str]:
-  """Loads initial weights; logs and returns the parts loaded.
-
-  path: a converted-weights folder (dpc_tf.checkpoints: released TF1 checkpoints, or a
-  backbone the proxy pretrained and saved), every part it holds (or `parts`) loaded, the
-  logits only with initialize_last_layer; or a Keras `.weights.h5` file of the backbone
-  model alone (what dpc_tf.proxy may also hand over).
-  """
-  try:
-    if path.endswith(".weights.h5") and os.path.isfile(path):
-      model.get_layer("backbone").load_weights(path)
-      loaded = ["backbone"]
-    else:
-      loaded = checkpoints.load_converted_weights(
-          model, path, skip_logits=not initialize_last_layer,
-          parts=None if parts is None else list(parts))
-  except (checkpoints.ConvertedWeightsError, OSError, ValueError) as e:
-    message = " ".join(str(e).split())
-    raise DpcError(f"cannot initialise from {path}: {message}") from None
+  """Loads initial weights (checkpoints.load_initial_weights: a converted folder, every part
+  it holds or `parts`, logits only with initialize_last_layer; or a backbone .weights.h5);
+  logs and returns the parts loaded."""
+  loaded = checkpoints.load_initial_weights(
+      model, path, None if parts is None else list(parts), skip_logits=not initialize_last_layer)
   logging.info("Initialised %s from %s%s", ", ".join(loaded), path,
                "" if initialize_last_layer else " (logits left fresh)")
   return loaded

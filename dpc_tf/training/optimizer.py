@@ -1,4 +1,5 @@
-"""Momentum SGD on the poly schedule, per-variable gradient multipliers, mixed precision.
+"""The one optimizer factory (momentum SGD on the poly schedule: full training, proxy trials,
+pretraining), per-variable gradient multipliers, the mixed-precision policy.
 
 Weight decay is not an optimizer setting: it is the layers' L2 losses (slim convention, see
 dpc_tf.layers.common.l2), added to the loss once (losses.replica_loss divides it by the
@@ -8,28 +9,26 @@ number of replicas because gradients are summed over them).
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import keras
 import tensorflow as tf
 
-from dpc_tf.training.config import TrainConfig
 from dpc_tf.training.schedule import PolyLearningRate
 
 
-def learning_rate_schedule(config: TrainConfig) -> PolyLearningRate:
-  return PolyLearningRate(config.base_learning_rate, config.num_steps,
-                          config.learning_rate_power, config.end_learning_rate,
-                          config.warmup_steps, config.warmup_learning_rate)
+def build_optimizer(schedule: PolyLearningRate, momentum: float,
+                    variables: Sequence[tf.Variable], mixed_precision: Optional[str] = None,
+                    step: Optional[tf.Variable] = None) -> keras.optimizers.Optimizer:
+  """SGD(momentum) on `schedule`; with float16 wrapped in a dynamic LossScaleOptimizer.
 
-
-def build_optimizer(config: TrainConfig, learning_rate: Callable[[], tf.Tensor],
-                    variables: Sequence[tf.Variable]) -> keras.optimizers.Optimizer:
-  """SGD(momentum) reading `learning_rate()` at every step; with float16 wrapped in a
-  dynamic LossScaleOptimizer. Call inside strategy.scope(): the slots are built here,
-  before the step function is traced (REFERENCE.md section 8)."""
-  optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=config.momentum)
-  if config.mixed_precision == "float16":
+  step: the variable the schedule reads (the trainer's checkpointed, distributed step);
+  None: the optimizer's own iteration count. Call inside strategy.scope() where there is
+  one: the slots are built here, before the step function is traced (REFERENCE.md 8).
+  """
+  learning_rate = schedule if step is None else (lambda: schedule(step))
+  optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum)
+  if mixed_precision == "float16":
     optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
   optimizer.build(list(variables))
   return optimizer

@@ -77,19 +77,3 @@ def write_images(step: int, name: str, images: np.ndarray) -> None:
   encoded = [tf.io.encode_png(image) for image in images]
   tensor = tf.stack([tf.as_string(images.shape[2]), tf.as_string(images.shape[1])] + encoded)
   tf.summary.write(name, tensor, step=step, metadata=_metadata("images"))
-
-
-def iou_from_confusion(confusion: np.ndarray) -> tuple[np.ndarray, float]:
-  """(per-class IoU with NaN for classes never labelled nor predicted, mean over the rest).
-
-  Row = label, column = prediction; the same convention as dpc_tf.data.StreamingMeanIoU
-  and TF1's mean_iou.
-  """
-  confusion = np.asarray(confusion, np.float64)
-  true_positives = np.diag(confusion)
-  union = confusion.sum(0) + confusion.sum(1) - true_positives
-  with np.errstate(invalid="ignore", divide="ignore"):
-    iou = np.where(union > 0, true_positives / np.where(union > 0, union, 1), np.nan)
-  present = union > 0
-  miou = float(iou[present].mean()) if present.any() else 0.0
-  return iou, miou

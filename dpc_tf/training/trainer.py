@@ -8,16 +8,16 @@ One `train_step` call is one optimizer step on the global batch:
   host:       step += 1; loss, confusion counts and the finiteness of the gradients are
               reduced over replicas and read back.
 
-A NaN/Inf loss (or, without loss scaling, a non-finite gradient) stops the run *before*
-anything is saved, with NonFiniteLossError naming the step and the last good checkpoint;
-the weights in memory are discarded with the process. Under float16 loss scaling,
-non-finite gradients are expected now and then: the LossScaleOptimizer skips them itself.
+A NaN/Inf loss (or, without loss scaling, a non-finite gradient) or a label that is neither
+a class nor 255 stops the run *before* anything is saved (guard.py), naming the step and the
+last good checkpoint; the weights in memory are discarded with the process. Under float16
+loss scaling, non-finite gradients are expected now and then: the LossScaleOptimizer skips
+them itself.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import time
 from typing import Callable, Optional
@@ -28,11 +28,12 @@ import tensorflow as tf
 from absl import logging
 
 from dpc_tf import models
+from dpc_tf.data import metrics
 from dpc_tf.gin_config import save_operative_config
-from dpc_tf.training import checkpointing, inputs, losses, modeling, optimizer as optim
+from dpc_tf.training import checkpointing, guard, inputs, losses, modeling, optimizer as optim
 from dpc_tf.training import strategy as strategy_lib, summaries
 from dpc_tf.training.config import TrainConfig
-from dpc_tf.training.errors import NonFiniteLossError
+from dpc_tf.training.schedule import PolyLearningRate
 from dpc_tf.training.progress import ProgressMeter
 
 ModelFn = Callable[[], keras.Model]
@@ -95,10 +96,12 @@ class Trainer:
       modeling.configure_batch_norm(self.model, config.fine_tune_batch_norm, config.bn_momentum)
       self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
                               aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-      self.schedule = optim.learning_rate_schedule(config)
+      self.schedule = PolyLearningRate(
+          config.base_learning_rate, config.num_steps, config.learning_rate_power,
+          config.end_learning_rate, config.warmup_steps, config.warmup_learning_rate)
       self.variables = list(self.model.trainable_variables)
-      self.optimizer = optim.build_optimizer(
-          config, lambda: self.schedule(self.step), self.variables)
+      self.optimizer = optim.build_optimizer(self.schedule, config.momentum, self.variables,
+                                             config.mixed_precision, step=self.step)
     self.loss_scaling = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
     self.multipliers = optim.gradient_multipliers(
         self.variables, config.last_layers, config.last_layer_gradient_multiplier,
@@ -122,7 +125,7 @@ class Trainer:
     gradients = tape.gradient(scaled, self.variables)
     predictions = tf.argmax(losses.logits_at_label_size(logits, labels), -1,
                             output_type=tf.int32)
-    confusion = losses.confusion_counts(labels, predictions, self.num_classes)
+    confusion = metrics.confusion_counts(labels, predictions, self.num_classes)
     norm = tf.linalg.global_norm([g for g in gradients if g is not None])
     return (gradients, data_loss,
             regularization / float(self.strategy.num_replicas_in_sync), confusion, norm)
@@ -138,16 +141,19 @@ class Trainer:
       gradients = optim.apply_multipliers(gradients, self.multipliers)
       self.optimizer.apply_gradients(zip(gradients, self.variables))
       finite = tf.cast(tf.math.is_finite(norm), tf.float32)
-      return data_loss, regularization, confusion, finite
+      bad_labels = metrics.count_bad_labels(labels, self.num_classes)
+      return data_loss, regularization, confusion, finite, bad_labels
 
     def train_step(batch):
       images, labels = batch
       per_replica = self.strategy.run(replica_step, args=(images, labels))
       reduce = lambda x: self.strategy.reduce(tf.distribute.ReduceOp.SUM, x, axis=None)
-      data_loss, regularization, confusion, finite = (reduce(x) for x in per_replica)
+      data_loss, regularization, confusion, finite, bad_labels = (
+          reduce(x) for x in per_replica)
       self.step.assign_add(1)
       return {"data_loss": data_loss, "regularization": regularization,
               "loss": data_loss + regularization, "confusion": confusion,
+              "bad_labels": bad_labels,
               "all_finite": tf.equal(finite, float(self.strategy.num_replicas_in_sync))}
 
     return tf.function(train_step)
@@ -180,17 +186,18 @@ class Trainer:
                                         self.spec.palette_array())
     summaries.write_images(step, "image | label | prediction", strips)
 
-  def _check_finite(self, step: int, values: dict, loss: float) -> None:
-    finite_gradients = self.loss_scaling or bool(values["all_finite"].numpy())
-    if math.isfinite(loss) and finite_gradients:
-      return
-    last = checkpointing.latest_checkpoint(self.model_dir)
-    what = f"loss is {loss}" if not math.isfinite(loss) else "a gradient is NaN/Inf"
-    raise NonFiniteLossError(
-        f"{what} at step {step} (cross-entropy {float(values['data_loss'])}, "
-        f"regularization {float(values['regularization'])}); training stopped without "
-        f"saving: the last good checkpoint {last or '(none)'} is untouched. Lower "
-        f"train.base_learning_rate or check the data")
+  def _check_step(self, step: int, values: dict, loss: float) -> None:
+    def advice() -> str:
+      last = checkpointing.latest_checkpoint(self.model_dir)
+      return (f"cross-entropy {float(values['data_loss'])}, regularization "
+              f"{float(values['regularization'])}; training stopped without saving: the last "
+              f"good checkpoint {last or '(none)'} is untouched. Lower "
+              f"train.base_learning_rate or check the data")
+    guard.check_step(
+        step, loss, num_classes=self.num_classes, where="training",
+        bad_labels=float(values["bad_labels"]),
+        gradients_finite=self.loss_scaling or bool(values["all_finite"].numpy()),
+        advice=advice)
 
   def train(self) -> TrainResult:
     """Trains up to config.num_steps (resuming from model_dir); returns the final state."""
@@ -221,7 +228,7 @@ class Trainer:
       values = self._train_step(batch)
       step = int(self.step.numpy())
       loss = float(values["loss"].numpy())
-      self._check_finite(step, values, loss)
+      self._check_step(step, values, loss)
       confusion += values["confusion"].numpy().astype(np.int64)
       if step == first_step + 1:
         timed_from = (time.monotonic(), step)
@@ -235,11 +242,11 @@ class Trainer:
                                   "regularization": float(values["regularization"]),
                                   "learning_rate": learning_rate})
       if step % config.log_every == 0 or step == config.num_steps:
-        _, train_miou = summaries.iou_from_confusion(confusion)
+        train_miou = metrics.iou_from_confusion(confusion).miou
         logging.info("%s", meter.line(step, loss, learning_rate, f"train mIOU {train_miou:.3f}"))
       with writer.as_default():
         if step % config.summary_every == 0 or step == config.num_steps:
-          _, train_miou = summaries.iou_from_confusion(confusion)
+          train_miou = metrics.iou_from_confusion(confusion).miou
           summaries.write_scalars(step, {
               "loss/total": loss, "loss/cross_entropy": float(values["data_loss"]),
               "loss/regularization": float(values["regularization"]),

@@ -9,8 +9,10 @@ from dpc_tf.errors import EXIT_USER_ERROR
 
 from dpc_tf.proxy import (CacheConfig, PretrainConfig, backbone_fingerprint, build_feature_cache,
                           make_cache)
-from dpc_tf.proxy.backbone_weights import BackboneWeightsError, load_backbone_weights
+from dpc_tf.checkpoints import as_part, load_initial_weights
+from dpc_tf.proxy.backbone_weights import BackboneWeightsError
 from dpc_tf.proxy.pretrain import checkpoint_dir, pretrained_checkpoint
+from dpc_tf.training.errors import NonFiniteLossError
 
 GIN = """
 feature_cache.backbone = "mobilenet_v2"
@@ -84,8 +86,21 @@ def test_pretrained_backbone_is_made_once_and_loads_back(tmp_path):
   source = json.loads(open(os.path.join(path, "model_config.json")).read())["source"]
   assert source["pretrain"]["steps"] == 3 and source["pretrain"]["crop"] == [65, 65]
   first, second = (build_backbone("mobilenet_v2", 16, depth_multiplier=0.25) for _ in range(2))
-  load_backbone_weights(first, path)
-  load_backbone_weights(second, path)
+  load_initial_weights(as_part(first), path, ["backbone"])
+  load_initial_weights(as_part(second), path, ["backbone"])
   assert backbone_fingerprint(first) == backbone_fingerprint(second)
   other = PretrainConfig(steps=2, batch_size=2, crop=(65, 65), output_root=str(tmp_path))
   assert checkpoint_dir(config, other) != path  # any other setting: another checkpoint
+
+
+def test_diverging_pretraining_is_stopped_by_the_guard_and_saves_nothing(tmp_path):
+  config = CacheConfig(backbone="mobilenet_v2", depth_multiplier=0.25,
+                       dataset="dpc_synthetic/tiny")
+  pretrain = PretrainConfig(steps=12, batch_size=2, crop=(65, 65), learning_rate=1e30,
+                            output_root=str(tmp_path))
+  with pytest.raises(NonFiniteLossError) as info:
+    pretrained_checkpoint(config, pretrain)
+  message = str(info.value)
+  assert message.startswith("backbone pretraining: ") and "at step" in message
+  assert "pretrain_backbone.learning_rate" in message and "\n" not in message
+  assert not os.path.exists(checkpoint_dir(config, pretrain))

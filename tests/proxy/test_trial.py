@@ -8,9 +8,10 @@ import shutil
 import numpy as np
 import pytest
 
+from dpc_tf.data import metrics
 from dpc_tf.proxy import CorruptShardError, FeatureCache, run_proxy_trial
 from dpc_tf.proxy.caching import cache_role
-from dpc_tf.proxy.scoring import mean_iou
+from dpc_tf.training.errors import BadLabelError, NonFiniteLossError
 
 FAST = dict(steps=6, batch_size=4, filters=16, bn_momentum=0.9)
 TRAIN = {"split": "train", "crop": [129, 129], "views": 1, "seed": 0, "augment": True}
@@ -76,6 +77,26 @@ def test_bad_settings_are_refused_with_one_line(tiny_cache):
     run_proxy_trial("F:conv1x1", tiny_cache, holdout_examples=30, batch_size=4)
 
 
+def test_diverging_trial_is_stopped_by_the_guard(tiny_cache):
+  with pytest.raises(NonFiniteLossError) as info:
+    run_proxy_trial("F:conv1x1", tiny_cache, **{**FAST, "steps": 20, "learning_rate": 1e30})
+  message = str(info.value)
+  assert message.startswith("proxy trial of cell F:conv1x1: loss is ")
+  assert "at step" in message and "proxy_trial.learning_rate" in message and "\n" not in message
+
+
+def test_labels_outside_the_classes_are_refused(tmp_path, backbone, examples, identity):
+  # The cache says 3 classes; dpc_synthetic/tiny labels go up to 6: a data bug, not ignored.
+  path = str(tmp_path)
+  for role, split in (("train", "train[:8]"), ("eval", "validation[:4]")):
+    cache_role(path, identity(backbone, num_classes=3), role,
+               {"split": split, "crop": [129, 129], "augment": False}, backbone,
+               examples(split), shard_size=8)
+  with pytest.raises(BadLabelError, match=r"proxy trial .*, step 1: \d+ pixel\(s\) have "
+                                          r"labels that are neither a class id 0..2"):
+    run_proxy_trial("F:conv1x1", path, **FAST)
+
+
 @pytest.mark.parametrize("memory_limit_bytes", [1 << 30, 0], ids=["in_memory", "streamed"])
 def test_corrupted_train_shard_stops_the_trial_naming_it(tiny_cache, tmp_path,
                                                          memory_limit_bytes):
@@ -119,7 +140,7 @@ def _chance_miou(cache_dir: str) -> float:
   counts = np.bincount(labels.ravel(), minlength=256)[:7]
   matrix = np.zeros((7, 7), np.int64)
   matrix[:, counts.argmax()] = counts
-  return mean_iou(matrix)[0]
+  return metrics.iou_from_confusion(matrix).miou
 
 
 def test_proxy_beats_chance_and_ranks_a_reasonable_cell_over_a_degenerate_one(blocks_cache):

@@ -10,6 +10,7 @@ import tensorflow as tf
 from dpc_tf.data import specs
 from dpc_tf.training import evaluation
 from dpc_tf.training.config import EvalConfig
+from dpc_tf.training.errors import BadLabelError
 from dpc_tf.training.inference import Predictor, scaled_size
 
 
@@ -59,6 +60,14 @@ def test_absent_class_is_left_out_of_the_mean():
   spec = specs.DatasetSpec("toy", 3, 255, ("a", "b", "c"), ((0, 0, 0),) * 3, (2, 2), (2, 2), "x")
   result = evaluation.result_dict(confusion, spec)
   assert result["miou"] == 1.0 and result["per_class_iou"]["b"] is None
+
+
+def test_labels_breaking_the_label_rule_are_refused():
+  labels = np.array([[[0, 255], [1, 5]]], np.int32)[..., None]  # 5 with 3 classes: a data bug
+  images = np.zeros((1, 2, 2, 3), np.float32)
+  dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(1)
+  with pytest.raises(BadLabelError, match="evaluation, image 0: 1 pixel"):
+    evaluation.confusion_matrix(_one_hot_model(), dataset, 3)
 
 
 def _sigmoid(x):

@@ -36,14 +36,6 @@ def test_colorize_and_overlay():
   np.testing.assert_array_equal(blended[0, 1], [178, 50, 50])
 
 
-def test_iou_from_confusion_by_hand():
-  # class 0: tp 3, fp 1, fn 1 -> 3/5; class 1: tp 2, fp 1, fn 1 -> 2/4; class 2 absent.
-  confusion = np.array([[3, 1, 0], [1, 2, 0], [0, 0, 0]])
-  iou, miou = summaries.iou_from_confusion(confusion)
-  assert iou[0] == 0.6 and iou[1] == 0.5 and np.isnan(iou[2])
-  assert miou == 0.55
-
-
 def test_comparison_strip_shape():
   strip = summaries.comparison_strip(np.zeros((2, 4, 5, 3)), np.zeros((2, 4, 5, 1), np.int32),
                                      np.ones((2, 4, 5), np.int32),
