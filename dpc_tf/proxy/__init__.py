@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
+from dpc_tf.errors import DpcError
 from dpc_tf.proxy.cache import (CacheError, CacheMismatchError, CachedRole, CorruptShardError,
                                 FeatureCache, IncompleteCacheError)
 from dpc_tf.proxy.caching import backbone_fingerprint, cache_role
@@ -33,7 +34,7 @@ def build_feature_cache(cache_dir: str, checkpoint: Optional[str] = None, **over
   known = {f.name for f in dataclasses.fields(CacheConfig)}
   unknown = sorted(set(overrides) - known)
   if unknown:
-    raise TypeError(f"unknown feature_cache setting(s) {', '.join(unknown)}")
+    raise DpcError(f"unknown feature_cache setting(s) {', '.join(unknown)}")
   if checkpoint is not None:
     overrides["checkpoint"] = checkpoint
   config = dataclasses.replace(config, **overrides)

@@ -36,6 +36,7 @@ import tensorflow as tf
 
 from dpc_tf import checkpoints, data
 from dpc_tf.backbones import build_backbone
+from dpc_tf.errors import DpcError
 from dpc_tf.proxy import backbone_weights
 from dpc_tf.proxy.cache import ROLES, Manifest
 from dpc_tf.proxy.caching import backbone_fingerprint, cache_role, full_settings
@@ -65,7 +66,7 @@ def _crop(value, default) -> list[int]:
   crop = default if value is None else value
   crop = [crop, crop] if isinstance(crop, int) else list(crop)
   if len(crop) != 2:
-    raise ValueError(f"a crop is an int or (h, w), got {value!r}")
+    raise DpcError(f"a crop is an int or (h, w), got {value!r}")
   return [int(c) for c in crop]
 
 
@@ -112,9 +113,9 @@ def make_cache(cache_dir: str, config: CacheConfig, pretrain: PretrainConfig,
   """
   unknown = [r for r in roles if r not in ROLES]
   if unknown:
-    raise ValueError(f"unknown role(s) {', '.join(unknown)}; roles are {', '.join(ROLES)}")
+    raise DpcError(f"unknown role(s) {', '.join(unknown)}; roles are {', '.join(ROLES)}")
   if config.train_views < 1:
-    raise ValueError(f"feature_cache.train_views must be >= 1, got {config.train_views}")
+    raise DpcError(f"feature_cache.train_views must be >= 1, got {config.train_views}")
   spec = data.get_spec(config.dataset)
   identity = {"backbone": config.backbone, "depth_multiplier": config.depth_multiplier,
               "output_stride": config.output_stride, "dataset": config.dataset,

@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from dpc_tf.data.specs import IGNORE_LABEL
+from dpc_tf.errors import DpcError
 from dpc_tf.proxy import cache as cache_lib
 
 LABEL_RESOLUTIONS = ("crop", "features")
@@ -132,10 +133,10 @@ def cache_role(cache_dir: str, identity: dict, role: str, settings: dict,
   complete role is reused as is. Returns the role's manifest entry.
   """
   if label_resolution not in LABEL_RESOLUTIONS:
-    raise ValueError(f"label_resolution must be one of {LABEL_RESOLUTIONS}, got "
+    raise DpcError(f"label_resolution must be one of {LABEL_RESOLUTIONS}, got "
                      f"{label_resolution!r}")
   if shard_size < 1 or batch_size < 1:
-    raise ValueError(f"shard_size and batch_size must be >= 1, got {shard_size}, {batch_size}")
+    raise DpcError(f"shard_size and batch_size must be >= 1, got {shard_size}, {batch_size}")
   np_dtype = np.dtype(dtype)
   settings = full_settings(settings, dtype, label_resolution, shard_size)
   with cache_lib.writer_lock(cache_dir):

@@ -16,6 +16,7 @@ from typing import Iterator, Optional
 import numpy as np
 import tensorflow as tf
 
+from dpc_tf.errors import DpcError
 from dpc_tf.proxy.cache import CachedRole, CorruptShardError
 
 _CORRUPT = re.compile(r"CorruptShardError: (shard [^\n]+)")
@@ -26,7 +27,7 @@ class IndexSampler:
 
   def __init__(self, count: int, batch_size: int, seed: int):
     if count < batch_size:
-      raise ValueError(f"the training set holds {count} examples, fewer than one batch of "
+      raise DpcError(f"the training set holds {count} examples, fewer than one batch of "
                        f"{batch_size}")
     self.count, self.batch_size = count, batch_size
     self.rng = np.random.RandomState(seed)

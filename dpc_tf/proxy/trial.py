@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from dpc_tf import costs, models, search_space
 from dpc_tf.data import metrics
+from dpc_tf.errors import DpcError
 from dpc_tf.proxy import feeding
 from dpc_tf.proxy.cache import CacheError, FeatureCache
 from dpc_tf.training import guard, losses
@@ -67,14 +68,14 @@ class TrialConfig:
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(kwargs) - known)
     if unknown:
-      raise TypeError(f"unknown proxy trial setting(s) {', '.join(unknown)}; known: "
+      raise DpcError(f"unknown proxy trial setting(s) {', '.join(unknown)}; known: "
                       f"{', '.join(sorted(known))}")
     config = cls(**kwargs)
     for name in ("steps", "batch_size"):
       if getattr(config, name) < 1:
-        raise ValueError(f"proxy trial setting {name} must be >= 1, got {getattr(config, name)}")
+        raise DpcError(f"proxy trial setting {name} must be >= 1, got {getattr(config, name)}")
     if config.patience and not (config.eval_every and config.holdout_examples):
-      raise ValueError("proxy trial setting patience needs eval_every > 0 and "
+      raise DpcError("proxy trial setting patience needs eval_every > 0 and "
                        "holdout_examples > 0")
     return config
 
@@ -187,7 +188,7 @@ def run_proxy_trial(cell, cache_dir: str, **config) -> dict:
 
   train_count = train.count - cfg.holdout_examples
   if train_count < cfg.batch_size:
-    raise ValueError(f"cache {cache_dir}: {train.count} train examples minus "
+    raise DpcError(f"cache {cache_dir}: {train.count} train examples minus "
                      f"{cfg.holdout_examples} held out leave fewer than a batch of "
                      f"{cfg.batch_size}")
   holdout = train.load(train_count) if cfg.holdout_examples else None

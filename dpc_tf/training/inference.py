@@ -17,6 +17,7 @@ from typing import Optional, Sequence
 import keras
 import tensorflow as tf
 
+from dpc_tf.errors import DpcError
 from dpc_tf.layers.common import resize_bilinear
 
 IMAGE_PAD = 127.5  # DeepLab's mean pixel, as dpc_tf.data pads evaluation images.
@@ -43,7 +44,7 @@ class Predictor:
     self.model = model
     self.scales = tuple(float(s) for s in scales)
     if not self.scales or min(self.scales) <= 0:
-      raise ValueError(f"scales must be positive, got {scales!r}")
+      raise DpcError(f"scales must be positive, got {scales!r}")
     self.flip = bool(flip)
     self.pad_to = None if not pad_to else (int(pad_to[0]), int(pad_to[1]))
 

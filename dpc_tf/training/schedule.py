@@ -11,6 +11,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from dpc_tf.errors import DpcError
+
 
 @keras.saving.register_keras_serializable(package="dpc_tf")
 class PolyLearningRate(keras.optimizers.schedules.LearningRateSchedule):
@@ -20,9 +22,9 @@ class PolyLearningRate(keras.optimizers.schedules.LearningRateSchedule):
                end_learning_rate: float = 0.0, warmup_steps: int = 0,
                warmup_learning_rate: float = 0.0):
     if num_steps < 1:
-      raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+      raise DpcError(f"num_steps must be >= 1, got {num_steps}")
     if not 0 <= warmup_steps < num_steps:
-      raise ValueError(f"warmup_steps must be in [0, num_steps), got {warmup_steps}")
+      raise DpcError(f"warmup_steps must be in [0, num_steps), got {warmup_steps}")
     self.base_learning_rate = float(base_learning_rate)
     self.num_steps = int(num_steps)
     self.power = float(power)

@@ -5,6 +5,7 @@ import os
 
 import pytest
 
+from dpc_tf.errors import DpcError
 from dpc_tf.errors import EXIT_USER_ERROR
 
 from dpc_tf.proxy import (CacheConfig, PretrainConfig, backbone_fingerprint, build_feature_cache,
@@ -62,7 +63,7 @@ def test_cache_and_proxy_command_lines(tmp_path, commands):
 
 
 def test_search_cache_builder_refuses_unknown_settings(tmp_path):
-  with pytest.raises(TypeError, match="unknown feature_cache setting.*crop_size"):
+  with pytest.raises(DpcError, match="unknown feature_cache setting.*crop_size"):
     build_feature_cache(str(tmp_path), checkpoint="/nowhere", crop_size=3)
 
 

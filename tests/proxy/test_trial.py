@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from dpc_tf.data import metrics
+from dpc_tf.errors import DpcError
 from dpc_tf.proxy import CorruptShardError, FeatureCache, run_proxy_trial
 from dpc_tf.proxy.caching import cache_role
 from dpc_tf.training.errors import BadLabelError, NonFiniteLossError
@@ -69,11 +70,11 @@ def test_patience_on_held_out_examples_stops_early(tiny_cache):
 
 
 def test_bad_settings_are_refused_with_one_line(tiny_cache):
-  with pytest.raises(TypeError, match="unknown proxy trial setting.*stepz"):
+  with pytest.raises(DpcError, match="unknown proxy trial setting.*stepz"):
     run_proxy_trial("F:conv1x1", tiny_cache, stepz=3)
-  with pytest.raises(ValueError, match="patience needs eval_every > 0 and holdout_examples"):
+  with pytest.raises(DpcError, match="patience needs eval_every > 0 and holdout_examples"):
     run_proxy_trial("F:conv1x1", tiny_cache, patience=2)
-  with pytest.raises(ValueError, match="fewer than a batch"):
+  with pytest.raises(DpcError, match="fewer than a batch"):
     run_proxy_trial("F:conv1x1", tiny_cache, holdout_examples=30, batch_size=4)
 
 

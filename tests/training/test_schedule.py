@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from dpc_tf.errors import DpcError
 from dpc_tf.training.schedule import PolyLearningRate
 
 
@@ -31,9 +32,9 @@ def test_warmup_is_linear_and_joins_the_poly_curve():
 
 
 def test_bad_arguments_are_rejected():
-  with pytest.raises(ValueError, match="warmup_steps"):
+  with pytest.raises(DpcError, match="warmup_steps"):
     PolyLearningRate(0.1, 10, warmup_steps=10)
-  with pytest.raises(ValueError, match="num_steps"):
+  with pytest.raises(DpcError, match="num_steps"):
     PolyLearningRate(0.1, 0)
 
 
