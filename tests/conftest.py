@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import gin
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -41,6 +42,14 @@ class Commands:
     return errors[0]
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def commands() -> Commands:
   return Commands()
+
+
+@pytest.fixture
+def clean_gin():
+  """Gin state is global: a test that parses starts and ends with a clean config."""
+  gin.clear_config()
+  yield
+  gin.clear_config()

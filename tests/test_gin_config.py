@@ -15,6 +15,7 @@ def _probe(value=0, other=0):
 
 
 MODULES = (__name__,)
+pytestmark = pytest.mark.usefixtures("clean_gin")
 
 
 def _write(path, text):

@@ -1,20 +1,12 @@
 """Shared fixtures for the search tests: clean gin state, an in-process engine, CLI runner."""
 
-import os
-import subprocess
-import sys
 
-import gin
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
 @pytest.fixture(autouse=True)
-def clean_gin():
-  gin.clear_config()
+def _every_test_starts_with_a_clean_gin_config(clean_gin):
+  del clean_gin
   yield
-  gin.clear_config()
 
 
 class InlineEngine:
@@ -49,13 +41,8 @@ def inline_engine():
   return InlineEngine
 
 
-def run_cli(args, timeout=120, env=None):
-  """`python -m dpc_tf.search ARGS` from the repo root; returns the CompletedProcess."""
-  return subprocess.run([sys.executable, "-m", "dpc_tf.search", *args], cwd=ROOT,
-                        capture_output=True, text=True, timeout=timeout,
-                        env={**os.environ, **(env or {})})
-
-
 @pytest.fixture
-def cli():
-  return run_cli
+def cli(commands):
+  """`python -m dpc_tf.search ARGS` from the repo root; returns the CompletedProcess."""
+  return lambda args, timeout=120, env=None: commands.run("dpc_tf.search", *args,
+                                                          timeout=timeout, env=env)

@@ -1,13 +1,11 @@
-"""Shared fixtures for tests/training: tiny configs, subprocess runners, stand-in models."""
+"""Shared fixtures for tests/training: tiny configs, stand-in models (commands and clean_gin
+come from tests/conftest.py)."""
 
 from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
 
-import gin
 import keras
 import pytest
 
@@ -33,23 +31,6 @@ TINY_BINDINGS = [
 ]
 
 
-def subprocess_env(extra: dict | None = None) -> dict:
-  env = dict(os.environ)
-  env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-  env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-  env["CUDA_VISIBLE_DEVICES"] = ""
-  env.pop("TF_CONFIG", None)
-  env.update(extra or {})
-  return env
-
-
-def run_module(module: str, *args: str, timeout: float = 300,
-               env: dict | None = None) -> subprocess.CompletedProcess:
-  """Runs `python -m module args` from the repository root; output captured as text."""
-  return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env or subprocess_env(),
-                        capture_output=True, text=True, timeout=timeout, check=False)
-
-
 def gin_args(bindings=TINY_BINDINGS, gin_file: str = SYNTHETIC_GIN) -> list[str]:
   return [f"--gin_file={gin_file}"] + [f"--gin_bindings={b}" for b in bindings]
 
@@ -71,20 +52,12 @@ def tiny_model(num_classes: int = 7) -> keras.Model:
   return keras.Model(images, logits, name="tiny")
 
 
-@pytest.fixture
-def clean_gin():
-  """Gin state is global: every test that parses starts and ends with a clean config."""
-  gin.clear_config()
-  yield
-  gin.clear_config()
-
-
 @pytest.fixture(scope="session")
-def helpers():
+def helpers(commands):
   """The module's helpers as a fixture (test files cannot import conftest by name under
   --import-mode=importlib)."""
   import types  # pylint: disable=import-outside-toplevel
   return types.SimpleNamespace(
       ROOT=ROOT, SYNTHETIC_GIN=SYNTHETIC_GIN, TINY_BINDINGS=list(TINY_BINDINGS),
-      subprocess_env=subprocess_env, run_module=run_module, gin_args=gin_args,
+      subprocess_env=commands.env, run_module=commands.run, gin_args=gin_args,
       free_port=free_port, tiny_model=tiny_model)
