@@ -1,7 +1,7 @@
 """Shared fixtures for the search tests: clean gin state, an in-process engine, CLI runner."""
 
-
 import pytest
+
 
 @pytest.fixture(autouse=True)
 def _every_test_starts_with_a_clean_gin_config(clean_gin):
