@@ -47,6 +47,6 @@ setup(
             ("proxy", "proxy.__main__"), ("search", "search.__main__"),
             ("model_stats", "model_stats"), ("render_cell", "render_cell"),
             ("convert_checkpoint", "convert_checkpoint"), ("benchmark", "benchmark"),
-            ("reproduce", "reproduce"))]},
+            ("reproduce", "reproduce"), ("inspect", "data.inspect"))]},
     license="Apache-2.0",
 )
