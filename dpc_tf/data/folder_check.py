@@ -114,7 +114,8 @@ class Report:
       lines.append(f"      {'ignored':<{width}} {self.ignored_pixels:>12,d} "
                    f"{100.0 * self.ignored_pixels / max(total, 1):6.2f}%")
     lines.append(f"problems: {len(self.errors)} error(s), {len(self.warnings)} warning(s)")
-    for problem in self.problems[:max_problems]:
+    ordered = self.errors + self.warnings  # errors first, each in discovery order
+    for problem in ordered[:max_problems]:
       lines.append(f"  {problem.severity:<7} {problem.kind}: {problem.message}")
     if len(self.problems) > max_problems:
       lines.append(f"  ... {len(self.problems) - max_problems} more (--max_problems, --json)")
