@@ -119,9 +119,10 @@ def test_the_command(tmp_path, folder_writer, commands):
   bad = folder_writer.write(tmp_path / "bad", kind="rgb")
   os.remove(_label(bad, "val", "img_001"))
   _save(_label(bad), np.zeros((40, 33, 3)))
-  with concurrent.futures.ThreadPoolExecutor(3) as pool:
-    ok, broken, as_json = pool.map(lambda args: commands.run("dpc_tf.data.inspect", *args), [
-        [f"--root={clean}"], [f"--root={bad}"], [f"--root={bad}", "--json"]])
+  with concurrent.futures.ThreadPoolExecutor(4) as pool:
+    ok, broken, as_json, no_root = pool.map(
+        lambda args: commands.run("dpc_tf.data.inspect", *args),
+        [[f"--root={clean}"], [f"--root={bad}"], [f"--root={bad}", "--json"], []])
   assert ok.returncode == 0, ok.stderr[-2000:]
   assert ok.stdout.splitlines() == [
       f"dataset folder {clean}: 3 classes, labels are class indices",
@@ -150,6 +151,6 @@ def test_the_command(tmp_path, folder_writer, commands):
   assert report["class_names"] == list(folder_writer.classes)
   assert report["splits"]["val"] == {"pairs": 1, "min_size": [33, 33], "max_size": [33, 33]}
   assert [p["kind"] for p in report["problems"]] == ["unpaired_image", "size_mismatch"]
-  result = commands.run("dpc_tf.data.inspect")
-  assert commands.error_line(result) == ("dpc_tf.data.inspect: error: --root is required (or "
+  assert no_root.returncode == 2
+  assert commands.error_line(no_root) == ("dpc_tf.data.inspect: error: --root is required (or "
                                          "folder_dataset.root in --gin_file / --gin_bindings)")
