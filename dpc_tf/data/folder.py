@@ -28,7 +28,6 @@ import re
 from typing import Optional, Sequence
 
 import gin
-import numpy as np
 
 from dpc_tf.data.folder_files import image_size
 from dpc_tf.data.specs import IGNORE_LABEL, DatasetSpec, pascal_palette

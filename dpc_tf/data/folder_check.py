@@ -38,8 +38,9 @@ PROBLEM_KINDS = {
     "ignored_file": "a file that is not used (warning)",
     "no_validation": "no val/validation split: evaluation needs one (warning)",
     "class_never_occurs": "a class with no pixel in any label (warning)",
+    "mostly_ignored": "over half of the label pixels are the ignore value (warning)",
 }
-WARNINGS = frozenset({"ignored_file", "no_validation", "class_never_occurs"})
+WARNINGS = frozenset({"ignored_file", "no_validation", "class_never_occurs", "mostly_ignored"})
 STARTUP_SAMPLE = 16   # labels decoded per split by the start-up check
 
 
@@ -215,6 +216,13 @@ def inspect_folder(settings: folder.FolderSettings, sample: Optional[int] = None
       heights, widths = zip(*sizes[split])
       info.update(min_size=[min(heights), min(widths)], max_size=[max(heights), max(widths)])
     report.splits[split] = info
+  if report.histogram is not None and report.labels_read:
+    labelled = int(report.histogram.sum())
+    if report.ignored_pixels > labelled:
+      share = 100.0 * report.ignored_pixels / (report.ignored_pixels + labelled)
+      report.add("mostly_ignored", settings.root, f"{share:.0f}% of the label pixels read are "
+                 f"the ignore value ({settings.ignore_label}); binary masks saved as 0/255 "
+                 f"must be 0/1 (or bind folder_dataset.ignore_label)")
   if report.histogram is not None and sample is None and report.labels_read:
     for index, name in enumerate(report.class_names):
       if report.histogram[index] == 0:

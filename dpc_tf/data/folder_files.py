@@ -51,10 +51,15 @@ def read_label(path: str, table: ClassTable, settings: FolderSettings) -> LabelR
       mode = image.mode
       if mode in ("RGB", "RGBA"):
         raw = np.asarray(image.convert("RGB"))
-      elif mode in ("P", "L", "I;16", "I;16B", "I;16L", "I", "LA"):
-        raw = np.asarray(image if mode != "LA" else image.getchannel(0))
+      elif mode in ("P", "L", "I;16", "I;16B", "I;16L", "I"):
+        raw = np.asarray(image)
+      elif mode in ("LA", "PA"):   # the alpha channel carries no class
+        raw = np.asarray(image.getchannel(0))
+      elif mode == "1":            # two-class masks: 0 and 1, not 0 and 255
+        raw = np.asarray(image).astype(np.uint8)
       else:
-        raw = np.asarray(image.convert("L"))
+        return LabelResult(None, ("unreadable", f"label {path} is a {mode!r} image; expected "
+                                  f"class indices (grey or palette PNG) or RGB colours"))
   except (OSError, ValueError, SyntaxError) as e:
     return LabelResult(None, ("unreadable", f"label {path} cannot be read: "
                               f"{' '.join(str(e).split())}"))

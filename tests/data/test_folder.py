@@ -13,7 +13,7 @@ import tensorflow as tf
 from PIL import Image
 
 import dpc_tf.data as data
-from dpc_tf.data import folder, folder_check
+from dpc_tf.data import folder
 from dpc_tf.errors import DpcError
 from dpc_tf.training import predict
 
@@ -204,3 +204,22 @@ def test_training_refuses_a_broken_folder(tmp_path, folder_writer, commands):
       f"dpc_tf.data.inspect --root={root} lists them all): unpaired_image: image "
       f"{root}/images/val/img_001.png has no label (expected labels/<split>/<same relative "
       f"name>.png)")
+
+
+def test_grey_rgba_and_palette_images(tmp_path, folder_writer):
+  root = folder_writer.write(tmp_path / "modes", splits={"train": [(33, 33)] * 3})
+  rng = np.random.default_rng(0)
+  pixels = rng.integers(0, 256, (33, 33, 4), dtype=np.uint8)
+  for index, (mode, array) in enumerate((("L", pixels[..., 0]), ("RGBA", pixels),
+                                         ("P", pixels[..., 0]))):
+    Image.fromarray(array, mode=mode).save(os.path.join(root, "images", "train",
+                                                        f"img_{index:03d}.png"))
+  got = list(data.load_split(f"folder:{root}", "train",
+                             data_dir=str(tmp_path / "tfds")).as_numpy_iterator())
+  assert len(got) == 3
+  for example in got:
+    assert example["image"].shape == (33, 33, 3)
+  grey = [e["image"] for e in got if np.array_equal(e["image"][..., 0], pixels[..., 0])
+          and np.array_equal(e["image"][..., 1], pixels[..., 0])]
+  rgba = [e["image"] for e in got if np.array_equal(e["image"], pixels[..., :3])]
+  assert grey and rgba

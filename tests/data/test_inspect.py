@@ -83,6 +83,10 @@ PROBLEMS = {
                        "img_000.png: has the same name as", False),
     "ignored_file": (lambda r, w: open(os.path.join(r, "images", "train", "notes.txt"),
                                        "w").close(), "notes.txt: not a .jpg", True),
+    "mostly_ignored": (lambda r, w: _save(_label(r), np.full((33, 33), 255)) or _save(
+        _label(r, "val"), np.full((33, 33), 255)) or _save(_label(r, "train", "img_002"),
+                                                           np.full((33, 65), 255)),
+                       "of the label pixels read are the ignore value (255)", True),
     "classes": (lambda r, w: os.remove(os.path.join(r, "classes.txt")),
                 "classes.txt: missing", False),
     "missing_split": (_move_split("train", "training_set"), "has no images/train/ split",
