@@ -38,6 +38,7 @@ setup(
         "plots": ["matplotlib"],
         "ray": ["ray[tune]>=2.60"],
         "pascal": ["pillow", "scipy"],  # VOC palette PNGs and SBD .mat files
+        "folder": ["pillow"],  # your own data (dpc_tf.data.folder): label PNGs, image sizes
         "test": ["pytest", "hypothesis", "matplotlib", "pillow", "scipy", "ray[tune]>=2.60"],
     },
     entry_points={"console_scripts": [
@@ -47,6 +48,6 @@ setup(
             ("proxy", "proxy.__main__"), ("search", "search.__main__"),
             ("model_stats", "model_stats"), ("render_cell", "render_cell"),
             ("convert_checkpoint", "convert_checkpoint"), ("benchmark", "benchmark"),
-            ("reproduce", "reproduce"))]},
+            ("reproduce", "reproduce"), ("inspect", "data.inspect"))]},
     license="Apache-2.0",
 )

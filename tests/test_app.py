@@ -10,7 +10,7 @@ from dpc_tf.errors import EXIT_USER_ERROR, DpcError, one_line
 def _console_scripts(root):
   """(script, module) pairs from setup.py's entry_points, read without running setup()."""
   tree = ast.parse(open(os.path.join(root, "setup.py")).read())
-  pairs = next(n for n in ast.walk(tree) if isinstance(n, ast.Tuple) and len(n.elts) == 12)
+  pairs = next(n for n in ast.walk(tree) if isinstance(n, ast.Tuple) and len(n.elts) == 13)
   return [(ast.literal_eval(p.elts[0]), ast.literal_eval(p.elts[1])) for p in pairs.elts]
 
 
@@ -18,7 +18,7 @@ def test_every_command_is_a_console_script_and_refuses_a_bad_flag_in_one_line(co
   scripts = _console_scripts(commands.root)
   assert {name for name, _ in scripts} == {
       "train", "evaluate", "export", "predict", "cache_features", "proxy", "search",
-      "model_stats", "render_cell", "convert_checkpoint", "benchmark", "reproduce"}
+      "model_stats", "render_cell", "convert_checkpoint", "benchmark", "reproduce", "inspect"}
 
   def refuse(module):
     return module, commands.run(f"dpc_tf.{module}".removesuffix(".__main__"),

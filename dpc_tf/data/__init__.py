@@ -1,7 +1,9 @@
 """Datasets, input pipelines and the label rule / mIOU every loss and score uses.
 
-Importing this package registers the tfds builders `voc2012_sbd`, `pascal_person_part` and
-`dpc_synthetic` (Cityscapes uses tfds's own `cityscapes/semantic_segmentation`).
+Importing this package registers the tfds builders `voc2012_sbd`, `pascal_person_part`,
+`dpc_synthetic` and `folder_dataset` (Cityscapes uses tfds's own
+`cityscapes/semantic_segmentation`) and the gin configurable `folder_dataset` (your own data:
+`folder_dataset.root = '/data/mine'`, dataset name "folder"; see dpc_tf/data/folder.py).
 
   get_spec(name)               static facts: classes, ignore label, palette, crops, tfds name
   load_split(name, split)      {"image", "segmentation_mask"} with class ids mapped
@@ -10,6 +12,8 @@ Importing this package registers the tfds builders `voc2012_sbd`, `pascal_person
 """
 
 from dpc_tf.data import dpc_synthetic as _dpc_synthetic  # registers the tfds builders
+from dpc_tf.data import folder_builder as _folder_builder
+from dpc_tf.data.folder import folder_dataset
 from dpc_tf.data import pascal_person_part as _pascal_person_part
 from dpc_tf.data import voc2012_sbd as _voc2012_sbd
 from dpc_tf.data.cityscapes import labelids_to_trainids
@@ -21,7 +25,7 @@ from dpc_tf.data.synthetic import SyntheticConfig, generate_example
 
 __all__ = [
     "DatasetSpec", "IGNORE_LABEL", "ManualDirError", "Source", "SyntheticConfig",
-    "build_input_pipeline", "dataset_names", "generate_example", "get_spec",
+    "build_input_pipeline", "dataset_names", "folder_dataset", "generate_example", "get_spec",
     "input_pipeline", "labelids_to_trainids", "load_split", "open_source",
     "pipeline_from_source",
 ]

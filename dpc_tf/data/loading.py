@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from dpc_tf.data import cityscapes, synthetic
+from dpc_tf.data import cityscapes, folder, synthetic
 from dpc_tf.data.specs import get_spec
 
 SPLITS = ("train", "validation")
@@ -55,10 +55,11 @@ def _check_tfds_dependencies() -> None:
 
 
 def _tfds_source(name: str, split: str, data_dir, manual_dir, shuffle_files: bool,
-                 seed: Optional[int]) -> Source:
+                 seed: Optional[int], builder=None) -> Source:
   spec = get_spec(name)
   _check_tfds_dependencies()
-  builder = tfds.builder(spec.tfds_name, data_dir=data_dir)
+  if builder is None:
+    builder = tfds.builder(spec.tfds_name, data_dir=data_dir)
   builder.download_and_prepare(
       download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
   is_cityscapes = name == "cityscapes"
@@ -110,14 +111,29 @@ def _synthetic_source(name: str, split: str, shuffle_files: bool,
   return Source(dataset, decode, len(indices))
 
 
+def _folder_source(name: str, split: str, data_dir, shuffle_files: bool,
+                   seed: Optional[int]) -> Source:
+  # Imported here: the builder module registers a tfds builder and needs Pillow.
+  from dpc_tf.data import folder_builder, folder_check  # pylint: disable=import-outside-toplevel
+  folder_check.require_trainable(name)
+  split = folder.resolve_split(folder.list_folder(folder.settings_for(name).root), split)
+  return _tfds_source(name, split, data_dir, None, shuffle_files, seed,
+                      builder=folder_builder.make_builder(name, data_dir))
+
+
 def open_source(name: str, split: str, data_dir: Optional[str] = None,
                 manual_dir: Optional[str] = None, shuffle_files: bool = False,
                 seed: Optional[int] = None) -> Source:
   """The raw elements of a split and their decoder (see the module docstring).
 
   dpc_synthetic without a data_dir is generated on the fly (nothing is written); with a
-  data_dir it goes through its tfds builder like every other dataset.
+  data_dir it goes through its tfds builder like every other dataset. A folder dataset
+  ("folder", "folder:PATH") is checked first (folder_check.require_trainable: a sample of
+  each split, once per process and content), then prepared by its own tfds builder; its
+  splits are its folder names ("validation" finds val/ when there is no validation/).
   """
+  if folder.is_folder_name(name):
+    return _folder_source(name, split, data_dir, shuffle_files, seed)
   _split_name(split)
   if get_spec(name).tfds_name.startswith("dpc_synthetic/") and data_dir is None:
     return _synthetic_source(name, split, shuffle_files, seed)

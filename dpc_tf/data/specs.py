@@ -157,11 +157,19 @@ def dataset_names() -> Sequence[str]:
 
 
 def get_spec(name: str) -> DatasetSpec:
-  """The spec of a dataset by name; "dpc_synthetic/<config>" picks a synthetic config."""
+  """The spec of a dataset by name; "dpc_synthetic/<config>" picks a synthetic config.
+
+  "folder" (root from the gin binding folder_dataset.root) and "folder:PATH" are read from
+  the folder each time (dpc_tf.data.folder): classes, palette, crops and a content version.
+  """
+  if name == "folder" or name.startswith("folder:"):
+    from dpc_tf.data import folder  # pylint: disable=import-outside-toplevel
+    return folder.folder_spec(name)
   if not _SPECS:
     _SPECS.update(_build_specs())
   if name == "dpc_synthetic/default":
     name = "dpc_synthetic"
   if name not in _SPECS:
-    raise ValueError(f"unknown dataset {name!r}; known: {', '.join(_SPECS)}")
+    raise ValueError(f"unknown dataset {name!r}; known: {', '.join(_SPECS)}, folder "
+                     f"(your own data: folder_dataset.root) or folder:PATH")
   return _SPECS[name]

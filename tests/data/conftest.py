@@ -118,3 +118,66 @@ def person_part_manual_dir(tmp_path):
   write_ids(os.path.join(root, "ImageSets", "train.txt"), ["2008_000010", "2008_000011"])
   write_ids(os.path.join(root, "ImageSets", "val.txt"), ["2008_000012"])
   return types.SimpleNamespace(root=root, **expected)
+
+
+# --- folder datasets (dpc_tf.data.folder) ----------------------------------------------------
+
+FOLDER_CLASSES = ("background", "cat", "dog")
+FOLDER_COLOURS = ((0, 0, 0), (200, 40, 40), (40, 40, 200))
+
+
+def folder_mask(height: int, width: int, num_classes: int, ignore: int = 255) -> np.ndarray:
+  """Vertical bands of every class left to right, and an ignored top row."""
+  mask = (np.arange(width)[None, :] * num_classes // width).repeat(height, 0).astype(np.int64)
+  mask[0, :] = ignore
+  return mask
+
+
+def write_folder(root, splits=None, kind: str = "index", classes=FOLDER_CLASSES,
+                 colours=None, nested: bool = False, image_ext: str = ".png",
+                 ignore: int = 255) -> str:
+  """A folder dataset: splits = {split: [(h, w), ...]}; kind = index (grey PNG), palette,
+  rgb (colour-coded; classes.txt gets colours) or grey_rgb (ids in all three channels)."""
+  root = str(root)
+  splits = splits or {"train": [(33, 33), (40, 48), (33, 65)], "val": [(33, 33), (48, 40)]}
+  if kind == "rgb" and colours is None:
+    colours = FOLDER_COLOURS
+  os.makedirs(root, exist_ok=True)
+  with open(os.path.join(root, "classes.txt"), "w") as f:
+    for index, name in enumerate(classes):
+      f.write(name + ("" if colours is None else " %d %d %d" % colours[index]) + "\n")
+  for split, sizes in splits.items():
+    for index, (h, w) in enumerate(sizes):
+      rel = f"{'sub%d/' % (index % 2) if nested else ''}img_{index:03d}"
+      image_path = os.path.join(root, "images", split, rel + image_ext)
+      os.makedirs(os.path.dirname(image_path), exist_ok=True)
+      rng = np.random.default_rng(index + 100 * len(split))
+      Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(image_path)
+      write_folder_label(os.path.join(root, "labels", split, rel + ".png"),
+                         folder_mask(h, w, len(classes), ignore), kind, colours)
+  return root
+
+
+def write_folder_label(path: str, mask: np.ndarray, kind: str = "index", colours=None) -> None:
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  if kind == "palette":
+    write_palette_png(path, mask)
+  elif kind == "rgb":
+    table = np.zeros((256, 3), np.uint8)
+    table[: len(colours)] = colours
+    table[255] = (255, 255, 255)
+    Image.fromarray(table[mask]).save(path)
+  elif kind == "grey_rgb":
+    Image.fromarray(np.repeat(mask.astype(np.uint8)[..., None], 3, -1)).save(path)
+  elif kind == "index16":
+    Image.fromarray(mask.astype(np.uint16)).save(path)
+  else:
+    Image.fromarray(mask.astype(np.uint8), mode="L").save(path)
+
+
+@pytest.fixture
+def folder_writer():
+  """Writers of folder datasets: namespace(write=write_folder, label=write_folder_label,
+  mask=folder_mask, classes=FOLDER_CLASSES, colours=FOLDER_COLOURS)."""
+  return types.SimpleNamespace(write=write_folder, label=write_folder_label, mask=folder_mask,
+                               classes=FOLDER_CLASSES, colours=FOLDER_COLOURS)
