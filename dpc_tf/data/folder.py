@@ -32,6 +32,7 @@ import gin
 from dpc_tf.data.folder_files import image_size
 from dpc_tf.data.specs import IGNORE_LABEL, DatasetSpec, pascal_palette
 from dpc_tf.errors import DpcError
+from dpc_tf.utils.sizes import size_pair
 
 NAME = "folder"
 # Bump when what the builder writes for the same folder changes (it is in every cache key).
@@ -67,15 +68,6 @@ class FolderSettings:
   train_scales: Optional[tuple[float, ...]] = None
 
 
-def _pair(value, what: str) -> Optional[tuple[int, int]]:
-  if value is None:
-    return None
-  pair = (value, value) if isinstance(value, int) else tuple(value)
-  if len(pair) != 2 or not all(isinstance(v, int) and v > 0 for v in pair):
-    raise DpcError(f"folder_dataset.{what} must be a positive int or [h, w], got {value!r}")
-  return pair
-
-
 @gin.configurable("folder_dataset", module="dpc_tf.data")
 def folder_dataset(root: Optional[str] = None, ignore_label: int = IGNORE_LABEL,
                    ignore_color: Optional[Sequence[int]] = (255, 255, 255), train_crop=None,
@@ -99,8 +91,8 @@ def folder_dataset(root: Optional[str] = None, ignore_label: int = IGNORE_LABEL,
     if not train_scales or min(train_scales) <= 0:
       raise DpcError(f"folder_dataset.train_scales must be positive, got {train_scales!r}")
   return FolderSettings(os.path.abspath(os.path.expanduser(str(root))), ignore_label,
-                        ignore_color, _pair(train_crop, "train_crop"),
-                        _pair(eval_crop, "eval_crop"), train_scales)
+                        ignore_color, size_pair(train_crop, "folder_dataset.train_crop"),
+                        size_pair(eval_crop, "folder_dataset.eval_crop"), train_scales)
 
 
 def is_folder_name(name: str) -> bool:

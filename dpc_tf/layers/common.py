@@ -8,6 +8,7 @@ import keras
 import tensorflow as tf
 
 from dpc_tf.errors import DpcError
+from dpc_tf.utils.sizes import size_pair
 
 # DeepLab's defaults for heads (REFERENCE.md section 3); backbones use epsilon 1e-3.
 BN_MOMENTUM = 0.9997
@@ -68,13 +69,10 @@ def resize_bilinear(x: tf.Tensor, size: Sequence) -> tf.Tensor:
 
 
 def pair(value, name: str) -> tuple[int, int]:
-  """Normalises an int or a 2-sequence of ints to (h, w)."""
-  if isinstance(value, int):
-    return (value, value)
-  value = tuple(value)
-  if len(value) != 2 or not all(isinstance(v, int) for v in value):
-    raise LayerArgumentError(f"{name} must be an int or two ints (h, w), got {value!r}")
-  return value
+  """Normalises an int or a 2-sequence of positive ints to (h, w) (dpc_tf.utils.sizes)."""
+  if value is None:
+    raise LayerArgumentError(f"{name} must be an int or [h, w], got None")
+  return size_pair(value, name)
 
 
 class NormConfigMixin:

@@ -40,6 +40,7 @@ from dpc_tf.errors import DpcError
 from dpc_tf.proxy import backbone_weights
 from dpc_tf.proxy.cache import ROLES, Manifest
 from dpc_tf.proxy.caching import backbone_fingerprint, cache_role, full_settings
+from dpc_tf.utils.sizes import size_pair
 from dpc_tf.proxy.config import CacheConfig, PretrainConfig
 
 
@@ -63,11 +64,7 @@ def frozen_backbone(config: CacheConfig, pretrain: PretrainConfig,
 
 
 def _crop(value, default) -> list[int]:
-  crop = default if value is None else value
-  crop = [crop, crop] if isinstance(crop, int) else list(crop)
-  if len(crop) != 2:
-    raise DpcError(f"a crop is an int or (h, w), got {value!r}")
-  return [int(c) for c in crop]
+  return list(size_pair(default if value is None else value, "feature_cache crop"))
 
 
 def role_settings(config: CacheConfig, role: str) -> dict:

@@ -17,6 +17,7 @@ import gin
 
 from dpc_tf import gin_config
 from dpc_tf.errors import DpcError
+from dpc_tf.utils.sizes import size_pair as _pair
 
 STRATEGIES = ("default", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
 MIXED_PRECISION = (None, "float16", "bfloat16")
@@ -28,15 +29,6 @@ MODULES = ("dpc_tf.data", "dpc_tf.models", "dpc_tf.training.config")
 def parse_gin(gin_files: Sequence[str] = (), bindings: Sequence[str] = ()) -> list[str]:
   """dpc_tf.gin_config.parse with every training configurable registered."""
   return gin_config.parse(gin_files, bindings, modules=MODULES)
-
-
-def _pair(value, what: str) -> Optional[tuple[int, int]]:
-  if value is None:
-    return None
-  pair = (value, value) if isinstance(value, int) else tuple(value)
-  if len(pair) != 2 or not all(isinstance(v, int) and v > 0 for v in pair):
-    raise DpcError(f"{what} must be a positive int or [h, w], got {value!r}")
-  return pair
 
 
 @dataclasses.dataclass(frozen=True)
