@@ -28,6 +28,8 @@ def test_every_shipped_train_config_parses_and_builds_configs(helpers):
     if "cityscapes" in path:
       assert (train.crop_size, train.batch_size, train.num_steps) == ((769, 769), 16, 90000)
       assert evaluate.crop_size == (1025, 2049)
+    elif "folder" in path:  # crops come from the data (dpc_tf.data.folder) unless bound
+      assert train.dataset == "folder" and train.crop_size is None
     elif "synthetic" not in path:
       assert train.crop_size == (513, 513) and train.batch_size == 16
 
