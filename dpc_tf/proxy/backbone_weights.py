@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from typing import Optional
 
 from absl import logging
@@ -23,6 +22,7 @@ import tensorflow as tf
 from dpc_tf.checkpoints import converted
 from dpc_tf.checkpoints.tf1_names import weight_keys
 from dpc_tf.errors import DpcError
+from dpc_tf.utils import files
 from dpc_tf.utils.files import write_json_atomic
 
 
@@ -66,8 +66,7 @@ def save_backbone(backbone: keras.Model, directory: str, build_args: dict,
   keys = weight_keys(as_part(backbone))
   arrays = {key: keras.ops.convert_to_numpy(variable) for key, variable in keys.items()}
   parent = os.path.dirname(os.path.abspath(directory))
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(directory)}.tmp-")
+  tmp = files.make_temp_dir(parent, f".{os.path.basename(directory)}.tmp-")
   try:
     converted.write_weights(os.path.join(tmp, converted.WEIGHTS_FILE), arrays, {})
     write_json_atomic(os.path.join(tmp, converted.CONFIG_FILE), {
@@ -76,9 +75,6 @@ def save_backbone(backbone: keras.Model, directory: str, build_args: dict,
     if os.path.isdir(directory):  # made meanwhile by another process with the same settings
       shutil.rmtree(tmp)
       return
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the result is shared
     os.rename(tmp, directory)
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)

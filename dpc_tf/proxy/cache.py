@@ -22,7 +22,6 @@ differs, never silently mixed.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import io
 import json
@@ -32,6 +31,7 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 
 from dpc_tf.errors import DpcError
+from dpc_tf.utils import locks
 from dpc_tf.utils.files import write_bytes_atomic, write_json_atomic
 
 FORMAT = "dpc_tf.feature_cache/1"
@@ -156,19 +156,12 @@ def _refuse(cache_dir: str, diffs: list[str]) -> None:
 def writer_lock(cache_dir: str):
   """One writer per cache folder; a second one fails at once instead of interleaving shards."""
   os.makedirs(cache_dir, exist_ok=True)
-  with open(os.path.join(cache_dir, ".lock"), "w") as handle:
-    try:
-      fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-      raise CacheError(f"cache {cache_dir} is being written by another process "
-                       f"(its .lock is held)") from None
+  with locks.folder_lock(cache_dir, ".lock", what="is being written by another process",
+                         error_class=CacheError):
     for name in os.listdir(cache_dir):  # half-written files of a writer that was killed
       if name.startswith(".tmp-"):
         os.unlink(os.path.join(cache_dir, name))
-    try:
-      yield
-    finally:
-      fcntl.flock(handle, fcntl.LOCK_UN)
+    yield
 
 
 class RoleWriter:

@@ -34,6 +34,7 @@ from dpc_tf.training import strategy as strategy_lib, summaries
 from dpc_tf.training.config import TrainConfig
 from dpc_tf.training.errors import NonFiniteLossError
 from dpc_tf.training.progress import ProgressMeter
+from dpc_tf.utils import locks
 
 ModelFn = Callable[[], keras.Model]
 
@@ -192,6 +193,8 @@ class Trainer:
         f"saving: the last good checkpoint {last or '(none)'} is untouched. Lower "
         f"train.base_learning_rate or check the data")
 
+  @locks.locks_folder(lambda self: self.model_dir if self.chief else None,
+                      "is being trained by another process", ".train.lock")
   def train(self) -> TrainResult:
     """Trains up to config.num_steps (resuming from model_dir); returns the final state."""
     config = self.config
