@@ -18,7 +18,6 @@ build with whatever the run needs.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Iterable, Optional
 
@@ -28,6 +27,7 @@ import numpy as np
 
 from dpc_tf.checkpoints.tf1_names import PARTS, weight_keys
 from dpc_tf.errors import DpcError
+from dpc_tf.utils.files import read_json
 
 WEIGHTS_FILE = "weights.h5"
 CONFIG_FILE = "model_config.json"
@@ -72,8 +72,10 @@ def read_weights(directory: str) -> dict[str, np.ndarray]:
 def read_model_config(directory: str) -> dict:
   """The model_config.json of a converted folder: `build_deeplab(**cfg["build_args"])`
   rebuilds the converted model (add crop_size / output_stride as the run needs)."""
-  with open(os.path.join(directory, CONFIG_FILE)) as f:
-    return json.load(f)
+  config = read_json(os.path.join(directory, CONFIG_FILE), "converted checkpoint config")
+  if not isinstance(config, dict):
+    raise DpcError(f"{os.path.join(directory, CONFIG_FILE)}: expected a JSON object")
+  return config
 
 
 def _names(keys: Iterable[str], limit: int = 5) -> str:

@@ -10,7 +10,6 @@ explicit allow_random_init and is logged loudly.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from typing import Optional
@@ -86,8 +85,8 @@ def checkpoint_source(checkpoint: str) -> Optional[dict]:
   path = os.path.join(checkpoint, converted.CONFIG_FILE)
   if not os.path.isfile(path):
     return None
-  with open(path) as f:
-    return json.load(f).get("source")
+  config = converted.read_model_config(checkpoint)
+  return config.get("source")
 
 
 def refuse_or_warn_random(allow_random_init: bool, where: str) -> None:

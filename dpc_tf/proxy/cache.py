@@ -32,7 +32,7 @@ import numpy as np
 
 from dpc_tf.errors import DpcError
 from dpc_tf.utils import locks
-from dpc_tf.utils.files import write_bytes_atomic, write_json_atomic
+from dpc_tf.utils.files import JsonError, read_json, write_bytes_atomic, write_json_atomic
 
 FORMAT = "dpc_tf.feature_cache/1"
 MANIFEST = "manifest.json"
@@ -110,11 +110,13 @@ class Manifest:
     if not os.path.exists(path):
       return None
     try:
-      with open(path) as f:
-        data = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-      raise CacheError(f"{path}: unreadable manifest ({e}); delete the cache folder and re-run "
-                       f"caching") from None
+      data = read_json(path, "cache manifest")
+    except JsonError as e:
+      raise CacheError(f"{e}; delete the cache folder and re-run caching") from None
+    if not isinstance(data, dict) or not isinstance(data.get("roles"), dict) \
+        or not isinstance(data.get("identity"), dict):
+      raise CacheError(f"{path}: not a feature-cache manifest (an object with 'format', "
+                       "'identity' and 'roles'); delete the cache folder and re-run caching")
     if data.get("format") != FORMAT:
       raise CacheError(f"{path}: format {data.get('format')!r} is not {FORMAT!r}")
     return cls(cache_dir, data)

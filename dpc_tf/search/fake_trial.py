@@ -126,10 +126,11 @@ def make_fake_rerank_trial(checkpoint=None, work_dir=None, noise: float = 0.1,
 
 @checks.configurable("fake_cache_builder")
 def fake_cache_builder(cache_dir: str, checkpoint=None, shards: int = 2,
-                       sleep_s: float = 0.0, pid_file: str = "") -> None:
+                       sleep_s: float = 0.0, pid_file: str = "", backbone: str = "fake") -> None:
   """A stand-in for stage (b) (search_cache.builder = @fake_cache_builder): a tiny real
   cache written shard by shard under the cache's writer lock, sleep_s before each shard
-  (resumable, like the real pass); pid_file gets this process's id (kill tests)."""
+  (resumable, like the real pass); pid_file gets this process's id (kill tests); backbone
+  is its identity (a complete cache of another backbone is refused, as the real one is)."""
   import numpy as np  # pylint: disable=import-outside-toplevel
   from dpc_tf.proxy import cache as cache_lib  # pylint: disable=import-outside-toplevel
   del checkpoint
@@ -138,7 +139,8 @@ def fake_cache_builder(cache_dir: str, checkpoint=None, shards: int = 2,
       with open(pid_file, "w") as f:
         f.write(str(os.getpid()))
     for role in cache_lib.ROLES:
-      writer = cache_lib.RoleWriter(cache_dir, {"fake": True}, role, {"shards": shards})
+      writer = cache_lib.RoleWriter(cache_dir, {"backbone": backbone}, role,
+                                    {"shards": shards})
       if writer.complete:
         continue
       for _ in range(writer.done_shards, shards):

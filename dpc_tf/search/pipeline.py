@@ -160,7 +160,7 @@ def prepare_backbone_and_cache(gin_config: str, checkpoint: Optional[str],
   if maker is not None or builder is not None:
     logging.info("stage (a): %s; stage (b): %s",
                  f"the backbone from {getattr(maker, '__name__', maker)}" if maker else f"backbone {checkpoint}",
-                 f"building the feature cache {cache_dir}" if builder else
+                 f"building or checking the feature cache {cache_dir}" if builder else
                  f"reusing the feature cache {cache_dir}" if cache_dir else "no feature cache")
     checkpoint = run_isolated(_PrepareBackboneAndCache(checkpoint, maker, builder, cache_dir),
                               gin_config,

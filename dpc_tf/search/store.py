@@ -36,6 +36,7 @@ from typing import Iterator, Optional
 
 from dpc_tf.search.errors import SearchError
 from dpc_tf.search_space import Cell
+from dpc_tf.utils.files import loads_json
 
 STATUSES = ("pending", "running", "done", "failed")
 TERMINAL = ("done", "failed")
@@ -97,7 +98,9 @@ class Trial:
   def from_row(cls, row: sqlite3.Row) -> "Trial":
     data = dict(row)
     for key in ("record", "rerank_record"):
-      data[key] = json.loads(data[key]) if data[key] is not None else None
+      if data[key] is not None:
+        data[key] = loads_json(data[key], f"trial {data.get('id')} {key} in the store",
+                               duplicates_ok=True)
     return cls(**data)
 
 

@@ -90,3 +90,27 @@ def test_run_in_child_reports_results_errors_and_death():
   with pytest.raises(cache_lib.CacheError, match=r"died \(killed by SIGKILL\)"):
     processes.run_in_child(_kill_self, what="x",
                            error_class=cache_lib.CacheError)
+
+
+def test_a_complete_cache_of_other_settings_is_refused(tmp_path, commands):
+  """A shared, complete cache made with another backbone is checked, not silently reused."""
+  cache = str(tmp_path / "shared_cache")
+
+  def search(search_dir, backbone):
+    return commands.run(
+        "dpc_tf.search", f"--gin_file={FAKE_CONFIG}", f"--search_dir={tmp_path / search_dir}",
+        "--budget=1", "--workers=1", "--gin_bindings=search_pipeline.rerank_top_k = 0",
+        "--gin_bindings=search_pipeline.plots = False",
+        f"--gin_bindings=search_cache.cache_dir = '{cache}'",
+        "--gin_bindings=search_cache.builder = @fake_cache_builder",
+        f"--gin_bindings=fake_cache_builder.backbone = '{backbone}'", timeout=180)
+
+  first = search("a", "mobilenet_v2 x0.5")
+  assert first.returncode == 0, first.stderr[-2000:]
+  assert stages.cache_complete(cache)
+  assert search("b", "mobilenet_v2 x0.5").returncode == 0  # same settings: reused
+  other = search("c", "mobilenet_v2 x1.0")
+  assert other.returncode == 2, other.stderr[-2000:]
+  line = commands.error_line(other)
+  assert f"cache {cache} was made with different settings: backbone: cache has " \
+         "'mobilenet_v2 x0.5', asked for 'mobilenet_v2 x1.0'" in line, line
