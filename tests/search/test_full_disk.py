@@ -43,3 +43,13 @@ def test_full_disk_in_the_driver_is_one_line_not_a_hang(tmp_path, commands):
   assert "No space left on device" in line and search_dir in line
   with Store(os.path.join(search_dir, "trials.sqlite")) as store:
     assert store.num_trials() >= 1  # what was committed is kept; a rerun resumes
+
+
+def test_search_dir_that_is_a_file_is_one_line(tmp_path, commands):
+  a_file = tmp_path / "a_file"
+  a_file.write_text("")
+  result = commands.run("dpc_tf.search", f"--gin_file={FAKE_CONFIG}", f"--search_dir={a_file}",
+                        "--budget=1", timeout=120)
+  assert result.returncode == 2
+  assert commands.error_line(result) == \
+      f"dpc_tf.search: error: --search_dir={a_file} is a file, not a folder"
