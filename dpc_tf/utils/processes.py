@@ -127,15 +127,16 @@ def run_in_child(fn: Callable, *args, what: str = "a subprocess",
                         name=what)
   process.start()
   child_conn.close()
+  reply = None
   try:
-    reply = None
     while reply is None:
       ready = multiprocessing.connection.wait([parent_conn, process.sentinel], timeout=poll_s)
       if parent_conn in ready or parent_conn.poll():
         try:
           reply = parent_conn.recv()
-        except (EOFError, OSError):
+        except (EOFError, OSError):  # closed without an answer: it is exiting
           reply = None
+          process.join(5)
         if reply is not None:
           break
       if not process.is_alive():
@@ -143,6 +144,8 @@ def run_in_child(fn: Callable, *args, what: str = "a subprocess",
         raise error_class(f"{what} died ({describe_exit(process.exitcode)}); its partial "
                           "work is kept, run again to resume")
   finally:
+    if reply is not None:
+      process.join(10)  # it has answered: let it exit by itself
     end_process(process)
     parent_conn.close()
   kind, body = reply
