@@ -126,11 +126,13 @@ def make_fake_rerank_trial(checkpoint=None, work_dir=None, noise: float = 0.1,
 
 @checks.configurable("fake_cache_builder")
 def fake_cache_builder(cache_dir: str, checkpoint=None, shards: int = 2,
-                       sleep_s: float = 0.0, pid_file: str = "", backbone: str = "fake") -> None:
+                       sleep_s: float = 0.0, pid_file: str = "", backbone: str = "fake",
+                       feature_size: int = 2) -> None:
   """A stand-in for stage (b) (search_cache.builder = @fake_cache_builder): a tiny real
   cache written shard by shard under the cache's writer lock, sleep_s before each shard
   (resumable, like the real pass); pid_file gets this process's id (kill tests); backbone
-  is its identity (a complete cache of another backbone is refused, as the real one is)."""
+  is its identity (a complete cache of another backbone is refused, as the real one is);
+  feature_size makes shards big (full-disk tests)."""
   import numpy as np  # pylint: disable=import-outside-toplevel
   from dpc_tf.proxy import cache as cache_lib  # pylint: disable=import-outside-toplevel
   del checkpoint
@@ -145,5 +147,6 @@ def fake_cache_builder(cache_dir: str, checkpoint=None, shards: int = 2,
         continue
       for _ in range(writer.done_shards, shards):
         time.sleep(sleep_s)
-        writer.write_shard(np.zeros((1, 2, 2, 1), np.float32), np.zeros((1, 4, 4, 1), np.uint8))
+        writer.write_shard(np.zeros((1, feature_size, feature_size, 16), np.float32),
+                           np.zeros((1, 4, 4, 1), np.uint8))
       writer.finish()

@@ -158,15 +158,22 @@ class LocalEngine:
             worker.stop()
             slots[i] = None
     finally:
+      # Every worker is stopped even if giving a trial back fails (a full disk under the
+      # store): a worker left running would keep the driver waiting for it at exit.
+      released = []
       for worker in slots:
         if worker is None:
           continue
-        if worker.trial is not None:  # stopped by us (Ctrl-C, SIGTERM, repeated failures)
-          coordinator.release(worker.trial.id)
-          worker.trial = None
-          worker.stop(grace_s=0)
-        else:
-          worker.stop()
+        trial, worker.trial = worker.trial, None
+        worker.stop(grace_s=0 if trial is not None else 2.0)
+        if trial is not None:  # stopped by us (Ctrl-C, SIGTERM, repeated failures)
+          released.append(trial.id)
+      for trial_id in released:
+        try:
+          coordinator.release(trial_id)
+        except Exception as e:  # pylint: disable=broad-except
+          logging.warning("could not give trial %d back (%s); the next run requeues it",
+                          trial_id, e)
 
   def _collect(self, worker: _Worker, coordinator: Coordinator) -> bool:
     """Takes the worker's result if any; False when the worker must be replaced."""
