@@ -89,3 +89,22 @@ def test_pretrained_backbone_is_made_once_and_loads_back(tmp_path):
   assert backbone_fingerprint(first) == backbone_fingerprint(second)
   other = PretrainConfig(steps=2, batch_size=2, crop=(65, 65), output_root=str(tmp_path))
   assert checkpoint_dir(config, other) != path  # any other setting: another checkpoint
+
+
+@pytest.mark.parametrize("binding, message", [
+    ("feature_cache.batch_size = 'a'", "feature_cache.batch_size = 'a' is not an int"),
+    ("feature_cache.pretrain = 'yes'", "feature_cache.pretrain = 'yes' is not a bool"),
+    ("pretrain_backbone.learning_rate = 'x'", "pretrain_backbone.learning_rate = 'x' is not a float"),
+])
+def test_gin_values_of_the_wrong_type_name_the_setting(binding, message):
+  import gin  # pylint: disable=import-outside-toplevel
+  from dpc_tf.errors import DpcError, one_line  # pylint: disable=import-outside-toplevel
+  from dpc_tf.proxy import config  # pylint: disable=import-outside-toplevel
+  gin.clear_config()
+  try:
+    gin.parse_config(binding)
+    with pytest.raises(DpcError) as error:
+      config.configured()
+    assert one_line(error.value) == message
+  finally:
+    gin.clear_config()
