@@ -51,6 +51,21 @@ def die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
 
 
+def exec_dies_with_parent() -> Callable[[], None]:
+  """preexec_fn for subprocess.Popen/run: the exec'd child is killed when this process
+  dies (PR_SET_PDEATHSIG survives execve). Linux only; elsewhere a no-op."""
+  parent_pid = os.getpid()
+
+  def preexec() -> None:
+    try:
+      ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+      return
+    if os.getppid() != parent_pid:
+      os._exit(1)  # pylint: disable=protected-access
+  return preexec
+
+
 def is_alive(pid: int) -> bool:
   """True while `pid` runs (a zombie counts as gone): for tests and lock owners."""
   try:

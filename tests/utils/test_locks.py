@@ -66,3 +66,4 @@ def test_locks_folder_is_reentrant_in_one_process(tmp_path):
 
   work(str(tmp_path), 2)
   assert calls == [2, 1, 0]
+
