@@ -147,7 +147,8 @@ def test_second_writer_is_refused(tmp_path):
     (lambda m: m["roles"]["eval"]["settings"].update(crop=[33, 33]),
      "feature_shape .* does not fit crop \\[33, 33\\] at output stride"),
     (lambda m: m["identity"].update(output_stride=8), "feature_shape .* does not fit crop"),
-    (lambda m: m["identity"].update(num_classes="7"), "identity.num_classes is '7', not an integer"),
+    (lambda m: m["identity"].update(num_classes="7"),
+     "identity.num_classes is '7', not an integer"),
     (lambda m: m["roles"]["eval"]["shards"][0].update(count=0), "shards\\[0\\] is not"),
 ])
 def test_hand_edited_manifest_is_refused_naming_the_field(tmp_path, make, edit, message):

@@ -94,7 +94,8 @@ def test_pretrained_backbone_is_made_once_and_loads_back(tmp_path):
 @pytest.mark.parametrize("binding, message", [
     ("feature_cache.batch_size = 'a'", "feature_cache.batch_size = 'a' is not an int"),
     ("feature_cache.pretrain = 'yes'", "feature_cache.pretrain = 'yes' is not a bool"),
-    ("pretrain_backbone.learning_rate = 'x'", "pretrain_backbone.learning_rate = 'x' is not a float"),
+    ("pretrain_backbone.learning_rate = 'x'",
+     "pretrain_backbone.learning_rate = 'x' is not a float"),
 ])
 def test_gin_values_of_the_wrong_type_name_the_setting(binding, message):
   import gin  # pylint: disable=import-outside-toplevel

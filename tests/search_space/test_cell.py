@@ -140,8 +140,10 @@ def test_as_cell_accepts_every_form():
 
 
 @pytest.mark.parametrize("text, message", [
-    ('[{"kernel": true, "op": "conv", "input": -1}]', "branch 0: kernel must be the integer 1 or 3, got True"),
-    ('[{"kernel": 3.0, "rate": [1, 1], "op": "conv", "input": -1}]', "branch 0: kernel must be the integer 1 or 3, got 3.0"),
+    ('[{"kernel": true, "op": "conv", "input": -1}]',
+     "branch 0: kernel must be the integer 1 or 3, got True"),
+    ('[{"kernel": 3.0, "rate": [1, 1], "op": "conv", "input": -1}]',
+     "branch 0: kernel must be the integer 1 or 3, got 3.0"),
     ('[{"kernel": 1, "op": "conv", "input": -1}, {"grid_size": [1, 1], "rate": [1, 1], '
      '"op": "pyramid_pooling", "input": 0}]', "branch 1: pyramid_pooling takes no 'rate'"),
     ('[{"kernel": 3, "rate": [1, 1], "grid_size": [2, 2], "op": "conv", "input": -1}]',

@@ -6,7 +6,8 @@ time over a pipe. A trial that raises reports the error; a worker that dies (seg
 killer, os._exit) or runs past `trial_timeout_s` is replaced by a fresh process and its
 trial counts one failed attempt; the driver itself never runs trial code, so it survives all
 of these. Workers die with the driver (Linux PR_SET_PDEATHSIG), so a killed driver leaves no
-orphan burning a GPU (dpc_tf.utils.processes, the mechanism every child uses). With several GPUs, `visible_devices` pins worker i to
+orphan burning a GPU (dpc_tf.utils.processes, the mechanism every child uses). With
+several GPUs, `visible_devices` pins worker i to
 visible_devices[i % n] through CUDA_VISIBLE_DEVICES.
 """
 
