@@ -28,7 +28,8 @@ def main() -> None:
   # pylint: disable=import-outside-toplevel
   from dpc_tf.proxy import config
   from dpc_tf.proxy.cache_builder import make_cache
-  cache_dir = app.required("cache_dir")
+  from dpc_tf.utils.files import writable_dir
+  cache_dir = writable_dir(app.required("cache_dir"), "cache_dir")
   app.parse_gin(config.MODULES)
   cache_config, pretrain_config, _ = config.configured()
   manifest = make_cache(cache_dir, cache_config, pretrain_config, tuple(FLAGS.roles))

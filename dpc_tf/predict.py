@@ -24,7 +24,8 @@ def main() -> None:
   from dpc_tf.training.predict import predict_images
   saved_model = app.required("saved_model")
   pattern = app.required("images")
-  output_dir = app.required("output_dir")
+  from dpc_tf.utils.files import writable_dir
+  output_dir = writable_dir(app.required("output_dir"), "output_dir")
   if not 0.0 <= FLAGS.alpha <= 1.0:
     raise DpcError(f"--alpha must be in [0, 1], got {FLAGS.alpha}")
   written = predict_images(saved_model, pattern, output_dir, FLAGS.dataset, FLAGS.alpha)

@@ -18,7 +18,8 @@ def main() -> None:
   # pylint: disable=import-outside-toplevel
   from dpc_tf.training.config import MODULES, eval_config, export_config, train_config
   from dpc_tf.training.trainer import Trainer
-  model_dir = app.required("model_dir")
+  from dpc_tf.utils.files import writable_dir
+  model_dir = writable_dir(app.required("model_dir"), "model_dir")
   app.parse_gin(MODULES)
   config = train_config()
   # Built now so that a bad evaluate.* / export.* binding fails before hours of training,

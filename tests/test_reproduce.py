@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from dpc_tf.errors import EXIT_USER_ERROR
+from dpc_tf.errors import EXIT_USER_ERROR, DpcError
 from dpc_tf.reproduction import claims, report, stats
 from dpc_tf.reproduction.runners import ASPP
 from dpc_tf.reproduction.store import ResultStore
@@ -176,6 +176,10 @@ def test_store_is_atomic_json(tmp_path):
 def test_report_from_stored_json(tmp_path):
   store, runner = ResultStore(str(tmp_path / "work")), FakeRunner()
   docs = tmp_path / "docs"
+  with pytest.raises(DpcError, match="holds no claim results; refusing to overwrite"):
+    report.write_report(store, str(docs))  # a wrong --work_dir never clobbers the docs
+  assert not docs.exists()
+  claims.proxy_cost(store, runner, SMALL)
   path = report.write_report(store, str(docs))
   assert "Not run yet." in open(path).read()
   for name in ("search_strategy", "fidelity", "vs_aspp", "proxy_cost"):
@@ -192,6 +196,12 @@ def test_report_from_stored_json(tmp_path):
   for png in ("fidelity.png", "vs_aspp.png", "search_strategy.png"):
     assert (docs / "reproduction" / png).stat().st_size > 1000
   assert json.loads((docs / "reproduction" / "fidelity.json").read_text())["num_full"] == 10
+  with pytest.raises(DpcError, match="holds no claim results"):
+    report.write_report(ResultStore(str(tmp_path / "other")), str(docs))
+  fresh = ResultStore(str(tmp_path / "other"))
+  claims.proxy_cost(fresh, runner, SMALL)
+  with pytest.raises(DpcError, match="lacks fidelity, vs_aspp, search_strategy, which"):
+    report.write_report(fresh, str(docs))
 
 
 @pytest.mark.parametrize("args, message", [
@@ -203,3 +213,14 @@ def test_cli_refusals_are_one_line(commands, tmp_path, args, message):
   result = commands.run("dpc_tf.reproduce", *args, f"--work_dir={tmp_path}", timeout=120)
   assert result.returncode == EXIT_USER_ERROR
   assert commands.error_line(result).startswith(message)
+
+
+def test_report_on_an_empty_work_folder_is_refused(commands, tmp_path):
+  docs = tmp_path / "docs"
+  docs.mkdir()
+  (docs / "REPRODUCTION.md").write_text("the real report\n")
+  result = commands.run("dpc_tf.reproduce", "report", f"--work_dir={tmp_path}/work",
+                        f"--docs_dir={docs}", timeout=120)
+  assert result.returncode == EXIT_USER_ERROR
+  assert "holds no claim results; refusing to overwrite" in commands.error_line(result)
+  assert (docs / "REPRODUCTION.md").read_text() == "the real report\n"

@@ -12,6 +12,9 @@ import resource
 import subprocess
 import sys
 
+from dpc_tf.utils import processes
+
+
 def rss_mb() -> float:
   """The current resident set size in MB."""
   with open("/proc/self/status") as f:
@@ -34,7 +37,8 @@ def run_child(module: str, spec: dict, timeout_s: int) -> dict:
          "PYTHONPATH": package_parent + os.pathsep + os.environ.get("PYTHONPATH", "")}
   try:
     result = subprocess.run([sys.executable, "-m", module, json.dumps(spec)],
-                            capture_output=True, text=True, timeout=timeout_s, env=env)
+                            capture_output=True, text=True, timeout=timeout_s, env=env,
+                            preexec_fn=processes.exec_dies_with_parent())
   except subprocess.TimeoutExpired:
     return {"error": f"timed out after {timeout_s} s"}
   if result.returncode != 0:

@@ -22,6 +22,7 @@ from dpc_tf.backbones.registry import get_backbone
 from dpc_tf.checkpoints import converted
 from dpc_tf.checkpoints.tf1_names import tf1_mapping, weight_keys
 from dpc_tf.errors import DpcError, one_line
+from dpc_tf.utils import files
 from dpc_tf.utils.files import write_json_atomic
 
 _SLOT = re.compile(r"/(Momentum|Adam|Adam_1|RMSProp|RMSProp_1|Adagrad|Ftrl|Ftrl_1)$")
@@ -144,8 +145,7 @@ def convert_checkpoint(checkpoint: str, output_dir: str, num_classes: int,
   arrays = {key: np.asarray(reader.get_tensor(name), np.float32) for key, name in mapping.items()}
 
   parent = os.path.dirname(output_dir)
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(output_dir)}.tmp-")
+  tmp = files.make_temp_dir(parent, f".{os.path.basename(output_dir)}.tmp-")
   try:
     converted.write_weights(os.path.join(tmp, converted.WEIGHTS_FILE), arrays, mapping)
     write_json_atomic(os.path.join(tmp, converted.CONFIG_FILE), {

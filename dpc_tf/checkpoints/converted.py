@@ -19,10 +19,8 @@ build with whatever the run needs.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import tempfile
 from typing import Iterable, Optional
 
 import h5py
@@ -31,7 +29,8 @@ import numpy as np
 
 from dpc_tf.checkpoints.tf1_names import PARTS, weight_keys
 from dpc_tf.errors import DpcError
-from dpc_tf.utils.files import write_json_atomic
+from dpc_tf.utils import files
+from dpc_tf.utils.files import read_json, write_json_atomic
 
 WEIGHTS_FILE = "weights.h5"
 CONFIG_FILE = "model_config.json"
@@ -76,8 +75,10 @@ def read_weights(directory: str) -> dict[str, np.ndarray]:
 def read_model_config(directory: str) -> dict:
   """The model_config.json of a converted folder: `build_deeplab(**cfg["build_args"])`
   rebuilds the converted model (add crop_size / output_stride as the run needs)."""
-  with open(os.path.join(directory, CONFIG_FILE)) as f:
-    return json.load(f)
+  config = read_json(os.path.join(directory, CONFIG_FILE), "converted checkpoint config")
+  if not isinstance(config, dict):
+    raise DpcError(f"{os.path.join(directory, CONFIG_FILE)}: expected a JSON object")
+  return config
 
 
 def _names(keys: Iterable[str], limit: int = 5) -> str:
@@ -173,8 +174,7 @@ def save_backbone(backbone: keras.Model, directory: str, build_args: dict,
   keys = weight_keys(as_part(backbone))
   arrays = {key: keras.ops.convert_to_numpy(variable) for key, variable in keys.items()}
   parent = os.path.dirname(os.path.abspath(directory))
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(directory)}.tmp-")
+  tmp = files.make_temp_dir(parent, f".{os.path.basename(directory)}.tmp-")
   try:
     write_weights(os.path.join(tmp, WEIGHTS_FILE), arrays, {})
     write_json_atomic(os.path.join(tmp, CONFIG_FILE), {
@@ -183,9 +183,6 @@ def save_backbone(backbone: keras.Model, directory: str, build_args: dict,
     if os.path.isdir(directory):  # made meanwhile by another process with the same settings
       shutil.rmtree(tmp)
       return
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the result is shared
     os.rename(tmp, directory)
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)

@@ -22,7 +22,6 @@ differs, never silently mixed.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import io
 import json
@@ -32,7 +31,8 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 
 from dpc_tf.errors import DpcError
-from dpc_tf.utils.files import write_bytes_atomic, write_json_atomic
+from dpc_tf.utils import locks
+from dpc_tf.utils.files import JsonError, read_json, write_bytes_atomic, write_json_atomic
 
 FORMAT = "dpc_tf.feature_cache/1"
 MANIFEST = "manifest.json"
@@ -110,11 +110,13 @@ class Manifest:
     if not os.path.exists(path):
       return None
     try:
-      with open(path) as f:
-        data = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-      raise CacheError(f"{path}: unreadable manifest ({e}); delete the cache folder and re-run "
-                       f"caching") from None
+      data = read_json(path, "cache manifest")
+    except JsonError as e:
+      raise CacheError(f"{e}; delete the cache folder and re-run caching") from None
+    if not isinstance(data, dict) or not isinstance(data.get("roles"), dict) \
+        or not isinstance(data.get("identity"), dict):
+      raise CacheError(f"{path}: not a feature-cache manifest (an object with 'format', "
+                       "'identity' and 'roles'); delete the cache folder and re-run caching")
     if data.get("format") != FORMAT:
       raise CacheError(f"{path}: format {data.get('format')!r} is not {FORMAT!r}")
     return cls(cache_dir, data)
@@ -156,19 +158,12 @@ def _refuse(cache_dir: str, diffs: list[str]) -> None:
 def writer_lock(cache_dir: str):
   """One writer per cache folder; a second one fails at once instead of interleaving shards."""
   os.makedirs(cache_dir, exist_ok=True)
-  with open(os.path.join(cache_dir, ".lock"), "w") as handle:
-    try:
-      fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-      raise CacheError(f"cache {cache_dir} is being written by another process "
-                       f"(its .lock is held)") from None
+  with locks.folder_lock(cache_dir, ".lock", what="is being written by another process",
+                         error_class=CacheError):
     for name in os.listdir(cache_dir):  # half-written files of a writer that was killed
       if name.startswith(".tmp-"):
         os.unlink(os.path.join(cache_dir, name))
-    try:
-      yield
-    finally:
-      fcntl.flock(handle, fcntl.LOCK_UN)
+    yield
 
 
 class RoleWriter:
@@ -349,4 +344,49 @@ class FeatureCache:
       state = "missing" if entry is None else f"unfinished ({entry['count']} examples so far)"
       raise IncompleteCacheError(f"cache {self.cache_dir}: role {role!r} is {state}; run (or "
                                  f"resume) `python -m dpc_tf.cache_features` for it")
+    check_role_entry(self.cache_dir, role, entry, self.identity)
     return CachedRole(self.cache_dir, role, entry, self.identity)
+
+
+def _is_int(value) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_role_entry(cache_dir: str, role: str, entry: dict, identity: dict) -> None:
+  """CacheError naming the field when a finished role's manifest entry is inconsistent
+  (hand-edited or damaged): counts that do not add up, shapes that do not fit the crop and
+  output stride, class settings that are not integers."""
+  where = f"cache {cache_dir}: manifest role {role!r}"
+
+  def refuse(field: str, why: str):
+    raise CacheError(f"{where}: {field} {why}; the manifest was edited or damaged, delete "
+                     "the cache and re-run caching")
+
+  for key in ("num_classes", "ignore_label", "output_stride"):
+    if key in identity and not _is_int(identity[key]):
+      refuse(f"identity.{key}", f"is {identity[key]!r}, not an integer")
+  shards = entry.get("shards")
+  if not isinstance(shards, list) or not shards:
+    refuse("shards", "is not a non-empty list")
+  for i, shard in enumerate(shards):
+    if not isinstance(shard, dict) or not isinstance(shard.get("file"), str) \
+        or not _is_int(shard.get("count")) or shard["count"] < 1 \
+        or not isinstance(shard.get("sha256"), str) or os.sep in shard["file"]:
+      refuse(f"shards[{i}]", "is not {file, count >= 1, sha256} of a file in the cache")
+  total = sum(shard["count"] for shard in shards)
+  if not _is_int(entry.get("count")) or entry["count"] != total:
+    refuse("count", f"is {entry.get('count')!r} but its shards hold {total} examples")
+  for key in ("feature_shape", "label_shape"):
+    shape = entry.get(key)
+    if not isinstance(shape, list) or len(shape) != 3 or not all(
+        _is_int(v) and v > 0 for v in shape):
+      refuse(key, f"is {shape!r}, not [h, w, c] of positive integers")
+  settings = entry.get("settings")
+  crop, stride = (settings or {}).get("crop"), identity.get("output_stride")
+  if isinstance(crop, list) and len(crop) == 2 and all(_is_int(c) for c in crop) and stride:
+    expected = [(c - 1) // stride + 1 for c in crop]
+    if entry["feature_shape"][:2] != expected:
+      refuse("feature_shape", f"{entry['feature_shape'][:2]} does not fit crop {crop} at "
+             f"output stride {stride} (expected {expected})")
+    if settings.get("label_resolution", "crop") == "crop" and entry["label_shape"][:2] != crop:
+      refuse("label_shape", f"{entry['label_shape'][:2]} is not the crop {crop}")

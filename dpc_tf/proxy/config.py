@@ -21,6 +21,7 @@ from typing import Optional, Sequence
 import gin
 
 from dpc_tf.proxy.trial import TrialConfig
+from dpc_tf.utils import typecheck
 
 
 def _default_pretrain_root() -> str:
@@ -66,6 +67,9 @@ class CacheConfig:
   batch_size: int = 8
   seed: int = 0
 
+  def __post_init__(self):  # a wrong type is one line naming the binding
+    typecheck.check_fields("feature_cache", self, skip=("train_crop", "eval_crop"))
+
 
 @dataclasses.dataclass(frozen=True)
 class PretrainConfig:
@@ -88,6 +92,9 @@ class PretrainConfig:
   seed: int = 0
   output_root: Optional[str] = None       # None: $XDG_CACHE_HOME/dpc_tf/pretrained_backbones
 
+  def __post_init__(self):
+    typecheck.check_fields("pretrain_backbone", self, skip=("crop",))
+
   def root(self) -> str:
     return self.output_root or _default_pretrain_root()
 
@@ -103,4 +110,6 @@ proxy_trial = gin.external_configurable(TrialConfig, "proxy_trial", module="dpc_
 
 def configured() -> tuple[CacheConfig, PretrainConfig, TrialConfig]:
   """The three configs as the parsed gin bindings make them."""
-  return feature_cache(), pretrain_backbone(), proxy_trial()
+  trial = proxy_trial()
+  typecheck.check_fields("proxy_trial", trial)
+  return feature_cache(), pretrain_backbone(), trial

@@ -13,6 +13,7 @@ import os
 import platform
 
 from dpc_tf.reproduction import stats
+from dpc_tf.errors import DpcError
 from dpc_tf.utils.files import write_json_atomic, write_text_atomic
 
 CLAIMS = ("fidelity", "vs_aspp", "search_strategy", "proxy_cost")
@@ -281,7 +282,26 @@ SECTIONS = {"fidelity": ("1. Proxy fidelity", fidelity_section),
             "proxy_cost": ("4. Proxy cost", cost_section)}
 
 
+def check_not_clobbering(store, docs_dir: str) -> dict:
+  """The stored claims' results; DpcError when the report would lose what docs_dir has: no
+  result at all in the work folder (a wrong --work_dir), or a claim the previous report
+  rendered (docs_dir/reproduction/NAME.json) that the work folder lacks."""
+  results = {name: store.read_claim(name) for name in CLAIMS}
+  if not any(r is not None for r in results.values()):
+    raise DpcError(f"the work folder {store.root} holds no claim results; refusing to "
+                   f"overwrite {os.path.join(docs_dir, 'REPRODUCTION.md')} with empty "
+                   "sections (check --work_dir, or run a claim first)")
+  dropped = [name for name, r in results.items() if r is None and os.path.exists(
+      os.path.join(docs_dir, "reproduction", name + ".json"))]
+  if dropped:
+    raise DpcError(f"the work folder {store.root} lacks {', '.join(dropped)}, which "
+                   f"{os.path.join(docs_dir, 'REPRODUCTION.md')} reports; refusing to drop "
+                   "them (run them, or move docs/reproduction/NAME.json away)")
+  return results
+
+
 def write_report(store, docs_dir: str, notes: str = "") -> str:
+  results = check_not_clobbering(store, docs_dir)
   plot_dir = os.path.join(docs_dir, "reproduction")
   os.makedirs(plot_dir, exist_ok=True)
   now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -298,7 +318,7 @@ def write_report(store, docs_dir: str, notes: str = "") -> str:
     title, section = SECTIONS[name]
     out += [f"## {title}", "", f"Command: `{CMD} {name} --work_dir=WORK_DIR` (see the commands "
             "above for the flags used).", ""]
-    result = store.read_claim(name)
+    result = results[name]
     if result is None:
       out += ["Not run yet.", ""]
       continue

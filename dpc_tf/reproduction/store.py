@@ -13,7 +13,7 @@ import os
 import re
 from typing import Callable, Optional
 
-from dpc_tf.utils.files import write_json_atomic
+from dpc_tf.utils.files import read_json, write_json_atomic
 
 _SAFE = re.compile(r"^[A-Za-z0-9_.=-]+$")
 
@@ -56,8 +56,7 @@ class ResultStore:
     path = self.path(kind, key)
     if not os.path.exists(path):
       return None
-    with open(path) as f:
-      return json.load(f)
+    return read_json(path, "stored result")
 
   def put(self, kind: str, key: str, record: dict) -> dict:
     record = _plain(record)
@@ -77,8 +76,7 @@ class ResultStore:
     path = os.path.join(self.root, name + ".json")
     if not os.path.exists(path):
       return None
-    with open(path) as f:
-      return json.load(f)
+    return read_json(path, "stored claim")
 
   def write_claim(self, name: str, summary: dict) -> str:
     path = os.path.join(self.root, name + ".json")

@@ -122,3 +122,31 @@ def make_fake_rerank_trial(checkpoint=None, work_dir=None, noise: float = 0.1,
   """Re-rank factory for configs: the proxy score plus noise (a Spearman rho below 1)."""
   del checkpoint, work_dir
   return FakeTrial(sleep_s=sleep_s, rerank_noise=noise)
+
+
+@checks.configurable("fake_cache_builder")
+def fake_cache_builder(cache_dir: str, checkpoint=None, shards: int = 2,
+                       sleep_s: float = 0.0, pid_file: str = "", backbone: str = "fake",
+                       feature_size: int = 2) -> None:
+  """A stand-in for stage (b) (search_cache.builder = @fake_cache_builder): a tiny real
+  cache written shard by shard under the cache's writer lock, sleep_s before each shard
+  (resumable, like the real pass); pid_file gets this process's id (kill tests); backbone
+  is its identity (a complete cache of another backbone is refused, as the real one is);
+  feature_size makes shards big (full-disk tests)."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from dpc_tf.proxy import cache as cache_lib  # pylint: disable=import-outside-toplevel
+  del checkpoint
+  with cache_lib.writer_lock(cache_dir):
+    if pid_file:
+      with open(pid_file, "w") as f:
+        f.write(str(os.getpid()))
+    for role in cache_lib.ROLES:
+      writer = cache_lib.RoleWriter(cache_dir, {"backbone": backbone}, role,
+                                    {"shards": shards})
+      if writer.complete:
+        continue
+      for _ in range(writer.done_shards, shards):
+        time.sleep(sleep_s)
+        writer.write_shard(np.zeros((1, feature_size, feature_size, 16), np.float32),
+                           np.zeros((1, 4, 4, 1), np.uint8))
+      writer.finish()

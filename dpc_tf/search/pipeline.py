@@ -19,19 +19,13 @@ config that created it, and its identity (identity.py) is checked on every start
 
 from __future__ import annotations
 
-import concurrent.futures
-import contextlib
 import dataclasses
-import fcntl
-import multiprocessing
 import os
-import socket
 from typing import Callable, Optional
 
 import gin
 from absl import logging
 
-from dpc_tf.errors import DpcError, one_line
 from dpc_tf.search import fake_trial  # pylint: disable=unused-import  (registers fake_trial)
 from dpc_tf.search import checks, identity, plots, rerank, results, stages
 from dpc_tf.search.algorithm import make_algorithm
@@ -41,6 +35,7 @@ from dpc_tf.search.errors import SearchError
 from dpc_tf.search.progress import Progress
 from dpc_tf.search.store import Store
 from dpc_tf.search.trial import TrialFn, WorkerPayload, apply_gin
+from dpc_tf.utils import files, locks, processes
 from dpc_tf.utils.files import write_json_atomic, write_text_atomic
 
 
@@ -116,48 +111,28 @@ class SearchPaths:
     return os.path.join(self.root, ".driver.lock")
 
 
-@contextlib.contextmanager
 def driver_lock(path: str):
-  """Exclusive use of a search_dir by one driver; released by the kernel if it dies."""
-  with open(path, "a+") as handle:
-    try:
-      fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-      handle.seek(0)
-      owner = handle.read().strip() or "unknown"
-      raise SearchError(f"another search driver ({owner}) is using {os.path.dirname(path)}; "
-                        "wait for it or stop it") from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-    handle.flush()
-    yield
+  """Exclusive use of a search_dir by one driver; released by the kernel if it dies. The lock
+  file is never followed if it is a link, nor truncated before it is held (utils/locks.py)."""
+  return locks.folder_lock(os.path.dirname(path), os.path.basename(path),
+                           what="is in use by another search driver", error_class=SearchError)
 
 
 def _call_with_gin(fn, gin_config: str, *args):
   apply_gin(gin_config)
-  try:
-    return fn(*args)
-  except DpcError as e:
-    # gin re-raises an error from inside a configurable as an instance of a class it makes
-    # on the fly, which cannot be pickled back to the driver: send the one line instead.
-    raise SearchError(one_line(e)) from None
+  return fn(*args)
 
 
 def run_isolated(fn, gin_config: str, *args, what: str = "a pipeline stage"):
   """fn(*args) in a fresh spawned process with the driver's gin config (TF stays out of here).
 
-  A user's error there (a DpcError: a missing checkpoint, a mismatched cache) comes back as
-  a one-line SearchError; any other exception is a bug and keeps its (remote) traceback.
+  The process dies with the driver (even on kill -9) and is ended when the driver stops
+  (Ctrl-C, SIGTERM), so its locks are free for the rerun (dpc_tf.utils.processes). A user's
+  error there (a DpcError: a missing checkpoint, a mismatched cache, a full disk) comes back
+  as a one-line SearchError; any other exception is a bug and keeps its (remote) traceback.
   """
-  ctx = multiprocessing.get_context("spawn")
-  with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
-    try:
-      return pool.submit(_call_with_gin, fn, gin_config, *args).result()
-    except SearchError:
-      raise
-    except concurrent.futures.process.BrokenProcessPool:
-      raise SearchError(f"{what} died (its process was killed or crashed)") from None
+  return processes.run_in_child(_call_with_gin, fn, gin_config, *args, what=what,
+                                error_class=SearchError)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,7 +160,7 @@ def prepare_backbone_and_cache(gin_config: str, checkpoint: Optional[str],
   if maker is not None or builder is not None:
     logging.info("stage (a): %s; stage (b): %s",
                  f"the backbone from {getattr(maker, '__name__', maker)}" if maker else f"backbone {checkpoint}",
-                 f"building the feature cache {cache_dir}" if builder else
+                 f"building or checking the feature cache {cache_dir}" if builder else
                  f"reusing the feature cache {cache_dir}" if cache_dir else "no feature cache")
     checkpoint = run_isolated(_PrepareBackboneAndCache(checkpoint, maker, builder, cache_dir),
                               gin_config,
@@ -306,7 +281,7 @@ def run_pipeline(search_dir: str, budget: Optional[int] = None, engine: Optional
   trial_fn = settings.trial_factory(cache_dir)
   rerank_trial_fn(settings, checkpoint, paths)  # again below, with stage (a)'s checkpoint
   engine_obj = make_engine(engine_name, workers)
-  os.makedirs(paths.root, exist_ok=True)
+  files.writable_dir(paths.root, "search_dir")
   with driver_lock(paths.lock), Store(paths.store) as store:
     identity.check_identity(store, gin_config, search_dir)
     if store.num_trials() == 0 or not os.path.exists(paths.config):

@@ -17,7 +17,6 @@ line before any process starts.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
 from typing import Callable, Optional, Sequence
@@ -25,6 +24,7 @@ from typing import Callable, Optional, Sequence
 from dpc_tf.search import checks
 from dpc_tf.search.errors import SearchError
 from dpc_tf.search_space import Cell
+from dpc_tf.utils.files import JsonError, read_json
 
 
 # --- (a) the backbone checkpoint ------------------------------------------------------------
@@ -77,7 +77,11 @@ def build_proxy_cache(cache_dir: str, checkpoint: Optional[str] = None) -> None:
 def cache_stage(search_dir: str = "", cache_dir: Optional[str] = None, build: bool = True,
                 builder: Callable = build_proxy_cache
                 ) -> tuple[Optional[str], Optional[Callable]]:
-  """(cache_dir, what builds it or None when it is complete). No cache_dir: no cache stage.
+  """(cache_dir, what builds or checks it, or None). No cache_dir: no cache stage.
+
+  build=True: the builder runs in stage (b) even for a complete cache, to check that the
+  cache was made with these settings (reused if so, refused if not). build=False: a complete
+  cache is trusted as it is (nothing checks it without TensorFlow in the driver).
 
   The builder is called as builder(cache_dir, checkpoint=<stage (a)'s>) in the stage
   subprocess. A relative cache_dir is inside the search_dir (a self-contained demo); an
@@ -87,24 +91,32 @@ def cache_stage(search_dir: str = "", cache_dir: Optional[str] = None, build: bo
   if cache_dir is None:
     return None, None
   cache_dir = os.path.join(search_dir, cache_dir) if search_dir else cache_dir
-  if cache_complete(cache_dir):
-    return cache_dir, None
-  if not build:
+  if build:
+    # Even a complete cache goes through the builder: it compares the cache's identity
+    # (backbone, depth multiplier, checkpoint fingerprint, crops, ...) with these settings
+    # and reuses it only if they match; a cache made otherwise is refused in one line.
+    return cache_dir, builder
+  if not cache_complete(cache_dir):
     raise SearchError(f"the feature cache {cache_dir} is missing or unfinished and "
                       "search_cache.build is False; build it first (python -m "
                       "dpc_tf.cache_features) or set search_cache.build = True")
-  return cache_dir, builder
+  return cache_dir, None
 
 
 def cache_complete(cache_dir: str, roles: tuple[str, ...] = ("train", "eval")) -> bool:
   """Every role of the cache's manifest is complete (reads JSON only: no TensorFlow)."""
-  try:
-    with open(os.path.join(cache_dir, "manifest.json")) as f:
-      manifest = json.load(f)
-  except (OSError, ValueError):
+  path = os.path.join(cache_dir, "manifest.json")
+  if not os.path.isfile(path):
     return False
-  entries = manifest.get("roles", {})
-  return all(entries.get(r, {}).get("complete") for r in roles)
+  try:
+    manifest = read_json(path, "cache manifest")
+  except JsonError:
+    return False  # the builder's stage reports it in one line
+  entries = manifest.get("roles") if isinstance(manifest, dict) else None
+  if not isinstance(entries, dict):
+    return False
+  return all(isinstance(entries.get(r), dict) and entries[r].get("complete") is True
+             for r in roles)
 
 
 # --- (c) the proxy trial --------------------------------------------------------------------

@@ -36,6 +36,7 @@ from typing import Iterator, Optional
 
 from dpc_tf.search.errors import SearchError
 from dpc_tf.search_space import Cell
+from dpc_tf.utils.files import DiskFullError, loads_json
 
 STATUSES = ("pending", "running", "done", "failed")
 TERMINAL = ("done", "failed")
@@ -97,7 +98,9 @@ class Trial:
   def from_row(cls, row: sqlite3.Row) -> "Trial":
     data = dict(row)
     for key in ("record", "rerank_record"):
-      data[key] = json.loads(data[key]) if data[key] is not None else None
+      if data[key] is not None:
+        data[key] = loads_json(data[key], f"trial {data.get('id')} {key} in the store",
+                               duplicates_ok=True)
     return cls(**data)
 
 
@@ -160,14 +163,33 @@ class Store:
 
   @contextlib.contextmanager
   def transaction(self) -> Iterator[sqlite3.Connection]:
-    """BEGIN IMMEDIATE ... COMMIT: all or nothing, also if the process dies in between."""
-    self._db.execute("BEGIN IMMEDIATE")
+    """BEGIN IMMEDIATE ... COMMIT: all or nothing, also if the process dies in between.
+
+    A full or read-only disk is a one-line DiskFullError (committed trials are kept)."""
     try:
-      yield self._db
-    except BaseException:
-      self._db.execute("ROLLBACK")
+      self._db.execute("BEGIN IMMEDIATE")
+      try:
+        yield self._db
+      except BaseException:
+        self._rollback()
+        raise
+      try:
+        self._db.execute("COMMIT")
+      except sqlite3.Error:
+        self._rollback()
+        raise
+    except sqlite3.OperationalError as e:
+      text = str(e).lower()
+      if "full" in text or "readonly" in text or "read-only" in text or "i/o error" in text:
+        raise DiskFullError(f"cannot write the trial store {self.path}: {e} (free space and "
+                            "run again: committed trials are kept)") from None
       raise
-    self._db.execute("COMMIT")
+
+  def _rollback(self) -> None:
+    try:
+      self._db.execute("ROLLBACK")
+    except sqlite3.Error:
+      pass  # no transaction left to roll back
 
   # --- metadata ---------------------------------------------------------------------------
   def get_meta(self, key: str) -> Optional[str]:

@@ -22,6 +22,35 @@ DEFAULT_NUM_BRANCHES = 5
 _JSON_KEYS = {"op", "kernel", "rate", "grid_size", "input"}
 
 
+class _JsonObject(dict):
+  """A JSON object that remembers the keys it saw twice (json keeps the last silently)."""
+  duplicated: tuple = ()
+
+
+def _object(pairs) -> dict:
+  obj = _JsonObject(pairs)
+  if len(obj) != len(pairs):
+    seen, duplicated = set(), set()
+    for key, _ in pairs:
+      (duplicated if key in seen else seen).add(key)
+    obj.duplicated = tuple(duplicated)
+  return obj
+
+
+def _parse_json(text) -> object:
+  """The cell's JSON text or bytes; one-line CellError for non-UTF-8, bad or deep JSON."""
+  try:
+    if isinstance(text, bytes):
+      text = text.decode("utf-8")
+    return json.loads(text, object_pairs_hook=_object)
+  except UnicodeDecodeError as e:
+    raise CellError(f"cell is not UTF-8 text (byte {e.start})") from None
+  except json.JSONDecodeError as e:
+    raise CellError(f"cell is not valid JSON: {e}") from None
+  except RecursionError:
+    raise CellError("cell JSON is nested too deeply") from None
+
+
 @dataclasses.dataclass(frozen=True)
 class Branch:
   input: int
@@ -61,11 +90,8 @@ class Cell:
 
   @classmethod
   def from_json(cls, data) -> "Cell":
-    if isinstance(data, str):
-      try:
-        data = json.loads(data)
-      except json.JSONDecodeError as e:
-        raise CellError(f"cell is not valid JSON: {e}") from None
+    if isinstance(data, (str, bytes)):
+      data = _parse_json(data)
     if not isinstance(data, list):
       raise CellError(f"a cell must be a JSON list of branch objects, got {type(data).__name__}")
     if not data:
@@ -74,6 +100,9 @@ class Cell:
     for i, obj in enumerate(data):
       if not isinstance(obj, dict):
         raise CellError(f"branch {i}: expected a JSON object, got {obj!r}")
+      duplicated = getattr(obj, "duplicated", ())
+      if duplicated:
+        raise CellError(f"branch {i}: duplicated key(s) {', '.join(sorted(duplicated))}")
       unknown = sorted(set(obj) - _JSON_KEYS)
       if unknown:
         raise CellError(f"branch {i}: unknown key(s) {', '.join(unknown)}")
@@ -89,12 +118,10 @@ class Cell:
   @classmethod
   def load(cls, path: str) -> "Cell":
     try:
-      with open(path, encoding="utf-8") as f:
+      with open(path, "rb") as f:
         text = f.read()
     except OSError as e:
       raise CellError(f"cannot read cell file {path}: {e.strerror}") from None
-    except UnicodeDecodeError:
-      raise CellError(f"cell file {path} is not UTF-8 text") from None
     try:
       return cls.from_json(text)
     except CellError as e:

@@ -122,11 +122,25 @@ def _int_pair(value, key: str) -> tuple[int, int]:
   raise CellError(f"'{key}' must be two integers [h, w], got {value!r}")
 
 
+_OP_KEYS = {"conv": {"op", "kernel", "rate"}, "pyramid_pooling": {"op", "grid_size"}}
+"""The keys each op takes (besides a branch's "input"): any other key is an error."""
+
+
 def operator_from_json(obj: dict) -> Operator:
-  """Parses the operator part of one released-format branch object."""
+  """Parses the operator part of one released-format branch object, strictly: every key
+  must belong to the op and every value have its exact type (`"kernel": true` or `3.0`, a
+  pool with a rate, a conv with a grid are errors, not silently read or ignored)."""
   op = obj.get("op")
+  if not isinstance(op, str) or op not in _OP_KEYS:
+    raise CellError(f"unknown op {op!r} (expected 'conv' or 'pyramid_pooling')")
+  foreign = sorted(set(obj) - _OP_KEYS[op] - {"input"})
+  if foreign:
+    raise CellError(f"{op} takes no {', '.join(repr(k) for k in foreign)} (its keys: "
+                    f"{', '.join(sorted(_OP_KEYS[op]))}, input)")
   if op == "conv":
     kernel = obj.get("kernel")
+    if not isinstance(kernel, int) or isinstance(kernel, bool):
+      raise CellError(f"kernel must be the integer 1 or 3, got {kernel!r}")
     if kernel == 1:
       if "rate" in obj and _int_pair(obj["rate"], "rate") != (1, 1):
         raise CellError(f"a 1x1 conv takes no rate, got {obj['rate']!r}")
@@ -136,11 +150,9 @@ def operator_from_json(obj: dict) -> Operator:
         raise CellError("a 3x3 conv needs 'rate': [r_h, r_w]")
       return SeparableConv3x3(*_int_pair(obj["rate"], "rate"))
     raise CellError(f"kernel {kernel!r} is not 1 or 3")
-  if op == "pyramid_pooling":
-    if "grid_size" not in obj:
-      raise CellError("pyramid_pooling needs 'grid_size': [g_h, g_w]")
-    return PyramidPooling(*_int_pair(obj["grid_size"], "grid_size"))
-  raise CellError(f"unknown op {op!r} (expected 'conv' or 'pyramid_pooling')")
+  if "grid_size" not in obj:
+    raise CellError("pyramid_pooling needs 'grid_size': [g_h, g_w]")
+  return PyramidPooling(*_int_pair(obj["grid_size"], "grid_size"))
 
 
 def operator_from_text(text: str) -> Operator:

@@ -17,6 +17,7 @@ import gin
 
 from dpc_tf import gin_config
 from dpc_tf.errors import DpcError
+from dpc_tf.utils import typecheck
 from dpc_tf.utils.sizes import size_pair as _pair
 
 STRATEGIES = ("default", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
@@ -107,6 +108,7 @@ class TrainConfig:
   deterministic: bool = False
 
   def __post_init__(self):
+    typecheck.check_fields("train", self, skip=("crop_size",))  # crop: an int or [h, w]
     if self.strategy not in STRATEGIES:
       raise DpcError(f"train.strategy={self.strategy!r}: choose from {', '.join(STRATEGIES)}")
     if self.mixed_precision not in MIXED_PRECISION:
@@ -153,6 +155,7 @@ class EvalConfig:
   timeout_s: float = 600.0
 
   def __post_init__(self):
+    typecheck.check_fields("evaluate", self, skip=("crop_size",))
     if not isinstance(self.batch_size, int) or self.batch_size < 1:
       raise DpcError(f"evaluate.batch_size must be a positive int, got {self.batch_size!r}")
     scales = tuple(float(s) for s in self.scales)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from typing import Optional, Sequence
 
 import keras
@@ -30,6 +29,7 @@ from dpc_tf.training import checkpointing, evaluation, inputs
 from dpc_tf.training.config import EvalConfig, ExportConfig, TrainConfig
 from dpc_tf.errors import DpcError
 from dpc_tf.training.inference import Predictor
+from dpc_tf.utils import files
 
 SIGNATURE = "serving_default"
 
@@ -70,8 +70,7 @@ def export_saved_model(model: keras.Model, export_dir: str, spec: data.DatasetSp
   module = SegmentationModule(model, spec, scales, flip, pad_to, step)
   export_dir = os.path.abspath(export_dir)
   parent = os.path.dirname(export_dir)
-  os.makedirs(parent, exist_ok=True)
-  staging = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(export_dir)}.tmp-")
+  staging = files.make_temp_dir(parent, f".{os.path.basename(export_dir)}.tmp-")
   try:
     tf.saved_model.save(module, staging, signatures={SIGNATURE: module.serve})
     if os.path.exists(export_dir):
@@ -104,6 +103,10 @@ def export_checkpoint(train: TrainConfig, eval_config: EvalConfig, config: Expor
                       model_dir: str, export_dir: str, checkpoint: Optional[str] = None,
                       cell=None, model_overrides: Optional[dict] = None) -> dict:
   """Exports model_dir's newest (or the given) checkpoint; returns what was exported."""
+  if os.path.exists(export_dir) and not os.path.isdir(export_dir):
+    raise DpcError(f"--export_dir={export_dir} is a file, not a folder")
+  parent = os.path.dirname(os.path.abspath(export_dir))
+  files.writable_dir(parent, "export_dir's parent folder")
   path = checkpointing.require_checkpoint(model_dir, checkpoint)
   model = evaluation.build_eval_model(train, cell, model_overrides)
   step = checkpointing.restore_for_inference(model, path)

@@ -18,7 +18,8 @@ from absl import logging
 
 from dpc_tf.data import specs
 from dpc_tf.training import export, summaries
-from dpc_tf.errors import DpcError
+from dpc_tf.errors import DpcError, one_line
+from google.protobuf.message import DecodeError
 from dpc_tf.utils.files import write_bytes_atomic
 
 
@@ -30,7 +31,11 @@ def _require_saved_model(saved_model: str) -> None:
 def load(saved_model: str):
   """(serving signature, palette uint8 [C, 3] or None, the loaded object) of a SavedModel."""
   _require_saved_model(saved_model)
-  loaded = tf.saved_model.load(saved_model)
+  try:
+    loaded = tf.saved_model.load(saved_model)
+  except (tf.errors.OpError, OSError, DecodeError) as e:
+    raise DpcError(f"SavedModel {saved_model} cannot be loaded (corrupt or incomplete?): "
+                   f"{one_line(e)}") from None
   if export.SIGNATURE not in loaded.signatures:
     raise DpcError(f"SavedModel {saved_model} has no {export.SIGNATURE!r} signature "
                     f"(it has {', '.join(loaded.signatures) or 'none'})")

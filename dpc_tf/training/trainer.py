@@ -35,6 +35,7 @@ from dpc_tf.training import strategy as strategy_lib, summaries
 from dpc_tf.training.config import TrainConfig
 from dpc_tf.training.schedule import PolyLearningRate
 from dpc_tf.training.progress import ProgressMeter
+from dpc_tf.utils import locks
 
 ModelFn = Callable[[], keras.Model]
 
@@ -199,6 +200,8 @@ class Trainer:
         gradients_finite=self.loss_scaling or bool(values["all_finite"].numpy()),
         advice=advice)
 
+  @locks.locks_folder(lambda self: self.model_dir if self.chief else None,
+                      "is being trained by another process", ".train.lock")
   def train(self) -> TrainResult:
     """Trains up to config.num_steps (resuming from model_dir); returns the final state."""
     config = self.config

@@ -140,3 +140,30 @@ def test_second_writer_is_refused(tmp_path):
     with pytest.raises(cache_lib.CacheError, match="being written by another process"):
       with cache_lib.writer_lock(str(tmp_path)):
         pass
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: m["roles"]["eval"].update(count=999), "count is 999 but its shards hold"),
+    (lambda m: m["roles"]["eval"]["settings"].update(crop=[33, 33]),
+     "feature_shape .* does not fit crop \\[33, 33\\] at output stride"),
+    (lambda m: m["identity"].update(output_stride=8), "feature_shape .* does not fit crop"),
+    (lambda m: m["identity"].update(num_classes="7"),
+     "identity.num_classes is '7', not an integer"),
+    (lambda m: m["roles"]["eval"]["shards"][0].update(count=0), "shards\\[0\\] is not"),
+])
+def test_hand_edited_manifest_is_refused_naming_the_field(tmp_path, make, edit, message):
+  make(tmp_path)
+  path = tmp_path / "manifest.json"
+  manifest = json.loads(path.read_text())
+  edit(manifest)
+  path.write_text(json.dumps(manifest))
+  with pytest.raises(cache_lib.CacheError, match=message) as error:
+    cache_lib.FeatureCache(str(tmp_path)).role("eval")
+  assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("text", [b"\xff\xfe", b"[" * 100000, b"[1, 2]"])
+def test_unreadable_manifest_is_one_line(tmp_path, text):
+  (tmp_path / "manifest.json").write_bytes(text)
+  with pytest.raises(cache_lib.CacheError, match="manifest"):
+    cache_lib.FeatureCache(str(tmp_path))

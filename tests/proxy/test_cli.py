@@ -105,3 +105,23 @@ def test_diverging_pretraining_is_stopped_by_the_guard_and_saves_nothing(tmp_pat
   assert message.startswith("backbone pretraining: ") and "at step" in message
   assert "pretrain_backbone.learning_rate" in message and "\n" not in message
   assert not os.path.exists(checkpoint_dir(config, pretrain))
+
+
+@pytest.mark.parametrize("binding, message", [
+    ("feature_cache.batch_size = 'a'", "feature_cache.batch_size = 'a' is not an int"),
+    ("feature_cache.pretrain = 'yes'", "feature_cache.pretrain = 'yes' is not a bool"),
+    ("pretrain_backbone.learning_rate = 'x'",
+     "pretrain_backbone.learning_rate = 'x' is not a float"),
+])
+def test_gin_values_of_the_wrong_type_name_the_setting(binding, message):
+  import gin  # pylint: disable=import-outside-toplevel
+  from dpc_tf.errors import DpcError, one_line  # pylint: disable=import-outside-toplevel
+  from dpc_tf.proxy import config  # pylint: disable=import-outside-toplevel
+  gin.clear_config()
+  try:
+    gin.parse_config(binding)
+    with pytest.raises(DpcError) as error:
+      config.configured()
+    assert one_line(error.value) == message
+  finally:
+    gin.clear_config()

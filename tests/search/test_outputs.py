@@ -154,7 +154,10 @@ def test_stage_wiring(tmp_path):
   assert stages.cache_stage() == (cache_dir, stages.build_proxy_cache)  # unfinished: rebuilt
   with open(os.path.join(cache_dir, "manifest.json"), "w") as f:
     json.dump({"roles": {"train": {"complete": True}, "eval": {"complete": True}}}, f)
-  assert stages.cache_stage() == (cache_dir, None)  # complete: reused, not rebuilt
+  # complete: still through the builder, which checks the cache's identity before reusing it
+  assert stages.cache_stage() == (cache_dir, stages.build_proxy_cache)
+  gin.parse_config("search_cache.build = False")
+  assert stages.cache_stage() == (cache_dir, None)  # complete and build=False: trusted
   with pytest.raises(SearchError, match="needs a feature cache"):
     stages.proxy_task(None)
   # What the stage subprocess and the workers receive travels by reference, not by value.

@@ -137,3 +137,33 @@ def test_as_cell_accepts_every_form():
     ss.as_cell("F:pool@3x3x")
   with pytest.raises(ss.CellError, match="cell is not valid JSON"):
     ss.as_cell("[{")
+
+
+@pytest.mark.parametrize("text, message", [
+    ('[{"kernel": true, "op": "conv", "input": -1}]',
+     "branch 0: kernel must be the integer 1 or 3, got True"),
+    ('[{"kernel": 3.0, "rate": [1, 1], "op": "conv", "input": -1}]',
+     "branch 0: kernel must be the integer 1 or 3, got 3.0"),
+    ('[{"kernel": 1, "op": "conv", "input": -1}, {"grid_size": [1, 1], "rate": [1, 1], '
+     '"op": "pyramid_pooling", "input": 0}]', "branch 1: pyramid_pooling takes no 'rate'"),
+    ('[{"kernel": 3, "rate": [1, 1], "grid_size": [2, 2], "op": "conv", "input": -1}]',
+     "branch 0: conv takes no 'grid_size'"),
+    ('[{"kernel": 3, "rate": [1, 1], "op": "conv", "input": -1, "input": 0}]',
+     "branch 0: duplicated key(s) input"),
+    ('[{"kernel": 1, "op": 7, "input": -1}]', "branch 0: unknown op 7"),
+])
+def test_strict_cells(tmp_path, text, message):
+  with pytest.raises(ss.CellError) as info:
+    ss.Cell.from_json(text)
+  assert str(info.value) == message or str(info.value).startswith(message), str(info.value)
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"\xff[]", "not UTF-8 text"),
+    (b"[" * 50000 + b"]" * 50000, "nested too deeply"),
+])
+def test_unreadable_cell_files_are_one_line(tmp_path, data, message):
+  path = tmp_path / "c.json"
+  path.write_bytes(data)
+  with pytest.raises(ss.CellError, match=message):
+    ss.Cell.load(str(path))

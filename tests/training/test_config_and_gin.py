@@ -10,7 +10,7 @@ import gin
 import pytest
 
 from dpc_tf.training import config
-from dpc_tf.errors import DpcError
+from dpc_tf.errors import DpcError, one_line
 
 pytestmark = pytest.mark.usefixtures("clean_gin")
 
@@ -48,3 +48,18 @@ def test_config_values_are_validated():
   with pytest.raises(DpcError, match="evaluate.scales"):
     config.EvalConfig(scales=[])
   assert config.TrainConfig(crop_size=65).crop_size == (65, 65)
+
+
+@pytest.mark.parametrize("binding, message", [
+    ("train.base_learning_rate = 'a'", "train.base_learning_rate = 'a' is not a float"),
+    ("train.num_steps = 10.5", "train.num_steps = 10.5 is not an int"),
+    ("train.fine_tune_batch_norm = 1", "train.fine_tune_batch_norm = 1 is not a bool"),
+    ("train.last_layers = 'logits'", "train.last_layers = 'logits' is not Sequence[str]"),
+    ("evaluate.flip = 'yes'", "evaluate.flip = 'yes' is not a bool"),
+])
+def test_gin_values_of_the_wrong_type_name_the_setting(helpers, binding, message):
+  config.parse_gin([helpers.SYNTHETIC_GIN], [binding])
+  with pytest.raises(DpcError) as error:
+    config.train_config()
+    config.eval_config()
+  assert one_line(error.value) == message  # gin appends where it was called

@@ -14,6 +14,7 @@ import tensorflow as tf
 from tensorflow.core.util import event_pb2
 
 from dpc_tf import data, gin_config
+from dpc_tf.utils import files
 from dpc_tf.training import api, checkpointing, config, evaluation, export, predict
 from dpc_tf.training.inference import Predictor
 
@@ -119,6 +120,10 @@ def test_export_predicts_what_evaluation_scored_in_a_fresh_process(run, helpers)
   info = export.export_checkpoint(run.train, eval_config, config.ExportConfig(), run.model_dir,
                                   export_dir, cell=CELL)
   assert info["scales"] == list(scales) and info["flip"] and info["pad_to"] == [129, 129]
+  umask = files.current_umask()  # shared machines: not mkdtemp's / mkstemp's private modes
+  assert os.stat(export_dir).st_mode & 0o777 == 0o777 & ~umask
+  eval_json = os.path.join(run.model_dir, "eval_validation_multiscale.json")
+  assert os.stat(eval_json).st_mode & 0o777 == 0o666 & ~umask
 
   examples = list(data.load_split("dpc_synthetic/tiny", "validation[:4]").as_numpy_iterator())
   batch = np.stack([e["image"] for e in examples])

@@ -6,13 +6,13 @@ time over a pipe. A trial that raises reports the error; a worker that dies (seg
 killer, os._exit) or runs past `trial_timeout_s` is replaced by a fresh process and its
 trial counts one failed attempt; the driver itself never runs trial code, so it survives all
 of these. Workers die with the driver (Linux PR_SET_PDEATHSIG), so a killed driver leaves no
-orphan burning a GPU. With several GPUs, `visible_devices` pins worker i to
+orphan burning a GPU (dpc_tf.utils.processes, the mechanism every child uses). With
+several GPUs, `visible_devices` pins worker i to
 visible_devices[i % n] through CUDA_VISIBLE_DEVICES.
 """
 
 from __future__ import annotations
 
-import ctypes
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -28,24 +28,12 @@ from dpc_tf.search import checks, trial as trial_lib
 from dpc_tf.search.coordinator import Coordinator
 from dpc_tf.search.errors import SearchError
 from dpc_tf.search.store import Trial
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent(parent_pid: int) -> None:
-  try:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-  except (OSError, AttributeError):
-    pass  # not Linux: workers notice the closed pipe instead
-  if os.getppid() != parent_pid:  # the driver died before prctl took effect
-    os._exit(1)  # pylint: disable=protected-access
-
+from dpc_tf.utils import processes
 
 def _worker_main(conn, payload_bytes: bytes, env: dict, parent_pid: int) -> None:
   """Worker loop: ('run', id, cell_json) -> ('done', id, record, s) | ('error', id, text, s)."""
   signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
-  _die_with_parent(parent_pid)
+  processes.die_with_parent(parent_pid)
   os.environ.update(env)
   try:
     payload, load_error = pickle.loads(payload_bytes), None
@@ -71,17 +59,6 @@ def _worker_main(conn, payload_bytes: bytes, env: dict, parent_pid: int) -> None
     except Exception as e:  # pylint: disable=broad-except
       reply = ("error", trial_id, trial_lib.describe_exception(e), time.perf_counter() - start)
     conn.send(reply)
-
-
-def _exit_description(code: Optional[int]) -> str:
-  if code is None:
-    return "unknown exit"
-  if code < 0:
-    try:
-      return f"killed by {signal.Signals(-code).name}"
-    except ValueError:
-      return f"killed by signal {-code}"
-  return f"exit code {code}"
 
 
 class _Worker:
@@ -182,15 +159,22 @@ class LocalEngine:
             worker.stop()
             slots[i] = None
     finally:
+      # Every worker is stopped even if giving a trial back fails (a full disk under the
+      # store): a worker left running would keep the driver waiting for it at exit.
+      released = []
       for worker in slots:
         if worker is None:
           continue
-        if worker.trial is not None:  # stopped by us (Ctrl-C, SIGTERM, repeated failures)
-          coordinator.release(worker.trial.id)
-          worker.trial = None
-          worker.stop(grace_s=0)
-        else:
-          worker.stop()
+        trial, worker.trial = worker.trial, None
+        worker.stop(grace_s=0 if trial is not None else 2.0)
+        if trial is not None:  # stopped by us (Ctrl-C, SIGTERM, repeated failures)
+          released.append(trial.id)
+      for trial_id in released:
+        try:
+          coordinator.release(trial_id)
+        except Exception as e:  # pylint: disable=broad-except
+          logging.warning("could not give trial %d back (%s); the next run requeues it",
+                          trial_id, e)
 
   def _collect(self, worker: _Worker, coordinator: Coordinator) -> bool:
     """Takes the worker's result if any; False when the worker must be replaced."""
@@ -213,7 +197,7 @@ class LocalEngine:
     if not worker.process.is_alive():
       worker.process.join()
       worker.trial = None
-      error = (f"the worker process died ({_exit_description(worker.process.exitcode)}) while "
+      error = (f"the worker process died ({processes.describe_exit(worker.process.exitcode)}) while "
                f"running the trial")
       logging.warning("%s: %s", worker.name, error)
       coordinator.fail(trial.id, error)
