@@ -19,7 +19,7 @@ from dpc_tf.search.algorithm import History, RandomSearch
 from dpc_tf.search.coordinator import Coordinator
 from dpc_tf.search.engines.local import LocalEngine
 from dpc_tf.search.errors import SearchError
-from dpc_tf.search.fake_trial import FakeTrial, fake_miou
+from dpc_tf.search.fake_trial import FakeTrial, branch_costs, fake_miou
 from dpc_tf.search.pipeline import run_pipeline
 from dpc_tf.search.store import Store
 from dpc_tf.search.trial import WorkerPayload
@@ -40,7 +40,8 @@ def _run(tmp_path, budget, trial_fn, workers=1, max_attempts=2, **engine_kwargs)
 def test_pipeline_end_to_end_with_two_workers(tmp_path):
   gin.parse_config_files_and_bindings([FAKE_CONFIG], [
       "search_algorithm.budget = 12", "search_pipeline.rerank_top_k = 3",
-      "search_pipeline.num_best_cells = 4", "local_engine.workers = 2"])
+      "search_pipeline.num_best_cells = 4", "local_engine.workers = 2",
+      "search_algorithm.objective = 'miou'", "search_pipeline.rerank_min_distance = 0"])
   summary = run_pipeline(str(tmp_path))
   with open(tmp_path / "results.csv") as f:
     every = list(csv.DictReader(f))
@@ -75,7 +76,8 @@ def test_pipeline_end_to_end_with_two_workers(tmp_path):
   gin.clear_config()
   gin.parse_config_files_and_bindings([FAKE_CONFIG], [
       "search_algorithm.budget = 12", "search_pipeline.rerank_top_k = 3",
-      "search_pipeline.num_best_cells = 4", "local_engine.workers = 2"])
+      "search_pipeline.num_best_cells = 4", "local_engine.workers = 2",
+      "search_algorithm.objective = 'miou'", "search_pipeline.rerank_min_distance = 0"])
   run_pipeline(str(tmp_path))
   assert (tmp_path / "results.csv").read_text() == before
 
@@ -178,7 +180,9 @@ def test_sigkill_mid_search_then_resume(tmp_path):
   assert all(t.attempts == (2 if t.fingerprint in running_at_kill else 1) for t in trials)
   # and the resumed search made the suggestions the uninterrupted one makes
   reference = Coordinator(Store(str(tmp_path / "ref.sqlite")),
-                          RandomSearch(num_branches=5, budget=14, p_uniform=0.5, top_k=5, seed=0))
+                          RandomSearch(num_branches=5, budget=14, p_uniform=0.5, top_k=5, seed=0,
+                                       objective="pareto", max_branch_madds=4.0e8,
+                                       cost_fn=branch_costs))
   while not reference.finished():
     trial = reference.next_trial()
     reference.complete(trial.id, FakeTrial()(trial.cell), 0.0)

@@ -19,6 +19,7 @@ TINY = [
     "feature_cache.pretrain = False", "feature_cache.allow_random_init = True",
     "feature_cache.shard_size = 16", "proxy_trial.steps = 4", "proxy_trial.filters = 16",
     "search_pipeline.rerank_top_k = 1", "search_pipeline.plots = False",
+    "search_pipeline.baselines = ['aspp']", "search_pipeline.rerank_seeds = 1",
     "rerank_trial.num_steps = 2", "train.dataset = 'dpc_synthetic/tiny'",
     "rerank_trial.max_eval_examples = 8", "rerank_trial.model_overrides = {'depth_multiplier': 0.25}"]
 
