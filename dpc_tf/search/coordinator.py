@@ -129,8 +129,8 @@ class Coordinator:
     self.store.release(trial_id)
 
   def _observe(self, trial: Trial) -> None:
-    if trial.is_baseline:
-      return  # a reference, never a parent
+    if trial.is_baseline or trial.cell is None:
+      return  # a reference (or the ASPP head, in the re-rank), never a parent
     if trial.score is not None and math.isfinite(trial.score):
       madds = (trial.record or {}).get("branch_madds")
       self._observations.append(Observation(trial.id, trial.cell, trial.score, madds))

@@ -5,7 +5,8 @@ Objectives (`search_algorithm.objective`):
 - 'pareto': proxy mIOU against head branch MAdds. Cells are ordered by Pareto rank (1: the
   non-dominated front; 2: the front once rank 1 is removed, i.e. its nearest neighbours;
   ...), then by score. So the top k (mutation parents, the re-rank set) are the front and
-  the fronts behind it until k cells are reached.
+  the fronts behind it until k cells are reached. A trial whose record has no branch_madds
+  has no place on the plane and is left out.
 
 A point a dominates b when a.madds <= b.madds and a.score >= b.score with one of the two
 strict; equal points dominate neither, and share a rank.

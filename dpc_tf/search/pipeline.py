@@ -2,9 +2,12 @@
 
     (a) backbone   make sure the backbone checkpoint exists (train one if configured)
     (b) cache      build or reuse the feature cache of the backbone
-    (c) search     the proxy search: RandomSearch + Coordinator + an engine, DIR/trials.sqlite
-    (d) rerank     the top-K proxy cells trained end to end, DIR/rerank.sqlite
+    (c) search     the proxy search: RandomSearch + Coordinator + an engine, DIR/trials.sqlite;
+                   the baselines (ASPP, the released cell) first, outside the budget
+    (d) rerank     the top-K proxy cells (diverse) and the baselines trained end to end under
+                   rerank_seeds seeds, DIR/rerank.sqlite
     (e) outputs    DIR/results.csv, DIR/best_cells/rank_N.json, DIR/plots/*.png, summary.json
+                   (with the baselines and the verdict: the chosen cell against ASPP)
 
 Every stage is resumable: (a) and (b) skip what exists, (c) and (d) continue from their
 stores, (e) is regenerated from the stores. So a killed search is resumed by running the
