@@ -77,6 +77,7 @@ def pipeline_settings(**kwargs) -> PipelineSettings:
   baselines: scored like the searched cells (proxy, re-rank) but outside the budget and never
   parents: 'aspp' (DeepLab's ASPP head), 'released' (the paper's cell), a cell JSON path or
   compact text (subjects.py); the verdict compares the chosen cell with 'aspp' (verdict.py).
+  The cost limits (search_algorithm.max_branch_*) bound the search, not the baselines.
   rerank_seeds: seeds each re-ranked cell and baseline is trained under (mean and stderr).
   rerank_min_distance: no two re-ranked cells closer than this many branch edits
   (objectives.cell_distance).
