@@ -93,7 +93,8 @@ def _demo(trials: int, demo_dir: str) -> dict:
   gin.parse_config_files_and_bindings(
       [os.path.join(root, "gin", "search", "synthetic_demo.gin")],
       [f"search_cache.cache_dir = '{os.path.join(demo_dir, 'feature_cache')}'",
-       "search_pipeline.rerank_top_k = 0", "search_pipeline.plots = False"])
+       "search_pipeline.rerank_top_k = 0", "search_pipeline.plots = False",
+       "search_pipeline.baselines = []"])  # the search's own trials only
   with tempfile.TemporaryDirectory() as search_dir:
     start = time.perf_counter()
     run_pipeline(search_dir, budget=trials)

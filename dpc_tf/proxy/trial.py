@@ -155,8 +155,11 @@ def _require(mapping: dict, key: str, where: str):
   return mapping[key]
 
 
-def run_proxy_trial(cell, cache_dir: str, **config) -> dict:
+def run_proxy_trial(cell, cache_dir: str, head: str = "dpc", **config) -> dict:
   """Trains `cell` on the cache's train role, returns its score record (see module doc).
+
+  head='aspp' trains DeepLab's ASPP head instead (cell must be None): the search's baseline,
+  scored by the same recipe.
 
   Record keys: miou, class_iou, pixel_accuracy, branch_params, branch_madds, head_params,
   head_madds, params, madds, cost_feature_shape, steps, seconds, train_seconds,
@@ -166,7 +169,14 @@ def run_proxy_trial(cell, cache_dir: str, **config) -> dict:
   """
   start = time.time()
   cfg = TrialConfig.from_kwargs(**config)
-  cell = search_space.as_cell(cell)
+  if head not in ("dpc", "aspp"):
+    raise DpcError(f"proxy trial head must be 'dpc' or 'aspp', got {head!r}")
+  if head == "aspp" and cell is not None:
+    raise DpcError("the proxy trial's ASPP head takes no cell (cell must be None)")
+  cell = search_space.as_cell(cell) if head == "dpc" else None
+  widths = dict(filters=cfg.filters, bn_momentum=cfg.bn_momentum)
+  if head == "dpc":
+    widths["projection_filters"] = cfg.filters  # ASPP's projection is `filters` wide already
   cache = FeatureCache(cache_dir)
   train, evaluation = cache.role("train"), cache.role("eval")
   where = f"cache {cache_dir} manifest"
@@ -179,10 +189,9 @@ def run_proxy_trial(cell, cache_dir: str, **config) -> dict:
   if cfg.deterministic:
     tf.config.experimental.enable_op_determinism()
   model = models.build_head_model(
-      num_classes, train.feature_shape[-1], cell=cell, crop_size=crop,
+      num_classes, train.feature_shape[-1], head=head, cell=cell, crop_size=crop,
       output_stride=output_stride, weight_decay=cfg.weight_decay, dropout=cfg.dropout,
-      name="proxy_head", filters=cfg.filters, projection_filters=cfg.filters,
-      bn_momentum=cfg.bn_momentum)
+      name="proxy_head", **widths)
   record = head_costs(model, evaluation.feature_shape)
   trainer = _Trainer(model, cfg, num_classes)
 
@@ -216,7 +225,7 @@ def run_proxy_trial(cell, cache_dir: str, **config) -> dict:
     step_times.append(time.time() - t)
     losses_seen.append(loss)
     guard.check_step(step, loss, num_classes=num_classes, bad_labels=float(bad_labels),
-                     where=f"proxy trial of cell {cell.text}",
+                     where=f"proxy trial of {cell.text if cell else head}",
                      advice="lower proxy_trial.learning_rate")
     if cfg.log_every_steps and step % cfg.log_every_steps == 0:
       logging.info("proxy trial: step %d/%d, loss %.4f", step, cfg.steps, loss)
@@ -241,9 +250,10 @@ def run_proxy_trial(cell, cache_dir: str, **config) -> dict:
       final_loss=float(np.mean(tail)), initial_loss=losses_seen[0], stopped_early=stopped_early,
       holdout_miou=holdout_history, in_memory=in_memory, jit_compile=cfg.jit_compile,
       seed=cfg.seed, train_examples=train_count, eval_examples=eval_count,
-      cell=cell.to_json(), cell_text=cell.text, cell_fingerprint=cell.fingerprint(),
+      head=head, cell=cell.to_json() if cell else None, cell_text=cell.text if cell else head,
+      cell_fingerprint=cell.fingerprint() if cell else None,
       cache={k: cache.identity.get(k) for k in ("backbone", "checkpoint_fingerprint",
                                                  "dataset", "output_stride")})
-  logging.info("proxy trial %s: mIOU %.4f after %d steps in %.1fs", cell.text, miou, step,
+  logging.info("proxy trial %s: mIOU %.4f after %d steps in %.1fs", record["cell_text"], miou, step,
                record["seconds"])
   return record

@@ -40,6 +40,18 @@ def main() -> None:
     logging.info("best cell (trial %d): %s", best["trial_id"], best["cell"])
   print(f"search finished: {summary['counts']['done']} done, {summary['counts']['failed']} "
         f"failed; best {best['cell'] if best else '-'}; see {search_dir}")
+  for name, baseline in summary["baselines"].items():
+    print(f"baseline {name}: proxy {_score(baseline['proxy_miou'])}, re-rank "
+          f"{_score(baseline['rerank_miou'], baseline['rerank_stderr'])}, branch MAdds "
+          f"{_score(baseline['branch_madds'])}")
+  print(f"verdict: {summary['verdict']['sentence']}")
+
+
+def _score(value, stderr=None) -> str:
+  if value is None:
+    return "-"
+  text = f"{value:.4g}" if isinstance(value, float) and abs(value) < 1e4 else f"{value:.3g}"
+  return text if stderr is None else f"{text} +- {stderr:.2g}"
 
 
 run = app.command("dpc_tf.search", main,

@@ -13,6 +13,13 @@ killed and restarted makes exactly the suggestions the uninterrupted search woul
 as long as the history at each index is the same (always true with one worker; with several
 workers the history depends on which trials happen to finish first).
 
+Objectives and constraints (objectives.py): with objective 'pareto' the top-k parents are
+the Pareto front of proxy mIOU against branch MAdds and the fronts behind it. With
+max_branch_madds / max_branch_params a cell over a limit is never suggested: its cost is
+known before training (`cost_fn`, the trial function's analytic branch costs), uniform draws
+and mutation steps skip it, and a space where max_draws draws find no allowed unseen cell
+is a SearchError rather than an endless loop.
+
 This module is pure Python: no TensorFlow, no engine; engines and the store call it.
 """
 
@@ -23,9 +30,9 @@ import hashlib
 import heapq
 import math
 import random
-from typing import Collection, Optional, Sequence
+from typing import Callable, Collection, Optional, Sequence
 
-from dpc_tf.search import checks
+from dpc_tf.search import checks, objectives
 from dpc_tf.search.errors import SearchError
 from dpc_tf.search_space import Cell, enumerate_cells, mutate_cell, sample_cell, space_size
 
@@ -38,6 +45,7 @@ class Observation:
   index: int
   cell: Cell
   score: float
+  madds: Optional[float] = None  # branch multiply-adds (the 'pareto' objective's cost)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +71,10 @@ class RandomSearch:
 
   def __init__(self, num_branches: int = 5, budget: int = 100, p_uniform: float = 0.5,
                top_k: int = 10, seed: int = 0, mutation_steps: int = 32,
-               max_draws: int = 10_000):
+               max_draws: int = 10_000, objective: str = "miou",
+               max_branch_madds: Optional[float] = None,
+               max_branch_params: Optional[float] = None,
+               cost_fn: Optional[Callable[[Cell], tuple[float, float]]] = None):
     if not isinstance(num_branches, int) or num_branches < 1:
       raise SearchError(f"num_branches must be an integer >= 1, got {num_branches!r}")
     if not isinstance(budget, int) or budget < 1:
@@ -79,6 +90,34 @@ class RandomSearch:
     self.seed = int(seed)
     self.mutation_steps = mutation_steps
     self.max_draws = max_draws
+    self.objective = objectives.check_objective(objective)
+    for name, limit in (("max_branch_madds", max_branch_madds),
+                        ("max_branch_params", max_branch_params)):
+      if limit is not None and not limit > 0:
+        raise SearchError(f"search_algorithm.{name} must be > 0, got {limit!r}")
+    self.max_branch_madds = max_branch_madds
+    self.max_branch_params = max_branch_params
+    self.cost_fn = cost_fn  # cell -> (branch params, branch madds); the pipeline sets it
+
+  @property
+  def constrained(self) -> bool:
+    return self.max_branch_madds is not None or self.max_branch_params is not None
+
+  def allowed(self, cell: Cell) -> bool:
+    """Whether `cell` is within the cost limits (always, without limits)."""
+    if not self.constrained:
+      return True
+    if self.cost_fn is None:
+      raise SearchError("search_algorithm.max_branch_madds/max_branch_params need the trial "
+                        "function's analytic costs (a branch_costs method); this one has none")
+    params, madds = self.cost_fn(cell)
+    return ((self.max_branch_params is None or params <= self.max_branch_params)
+            and (self.max_branch_madds is None or madds <= self.max_branch_madds))
+
+  def _limits(self) -> str:
+    return ", ".join(f"{n} = {v:g}" for n, v in (("max_branch_madds", self.max_branch_madds),
+                                                  ("max_branch_params", self.max_branch_params))
+                     if v is not None)
 
   def rng(self, index: int) -> random.Random:
     """The RNG of suggestion `index`: a function of (seed, index) only."""
@@ -86,9 +125,13 @@ class RandomSearch:
     return random.Random(int.from_bytes(digest[:8], "big"))
 
   def top(self, observations: Sequence[Observation]) -> list[Observation]:
-    """The top-k finite scores, best first; ties go to the earlier trial (deterministic)."""
-    finite = (o for o in observations if isinstance(o.score, (int, float)) and math.isfinite(o.score))
-    return heapq.nsmallest(self.top_k, finite, key=lambda o: (-o.score, o.index))
+    """The top-k under the objective, best first; ties go to the earlier trial (deterministic)."""
+    if self.objective == "miou":
+      finite = (o for o in observations
+                if isinstance(o.score, (int, float)) and math.isfinite(o.score))
+      return heapq.nsmallest(self.top_k, finite, key=lambda o: (-o.score, o.index))
+    return objectives.order(observations, self.objective, lambda o: o.score,
+                            lambda o: o.madds, lambda o: o.index)[:self.top_k]
 
   def suggest(self, index: int, history: History) -> Suggestion:
     rng = self.rng(index)
@@ -109,31 +152,41 @@ class RandomSearch:
     current = cell
     for _ in range(self.mutation_steps):
       current = mutate_cell(current, rng)
-      if current.fingerprint() not in seen:
+      if current.fingerprint() not in seen and self.allowed(current):
         return current
     return None
 
   def _uniform(self, rng: random.Random, seen: Collection[str]) -> Cell:
     for _ in range(self.max_draws):
       cell = sample_cell(rng, self.num_branches)
-      if cell.fingerprint() not in seen:
+      if cell.fingerprint() not in seen and self.allowed(cell):
         return cell
     if space_size(self.num_branches) <= _ENUMERATE_LIMIT:
       unseen = [c for c in enumerate_cells(self.num_branches, unique=True)
-                if c.fingerprint() not in seen]
+                if c.fingerprint() not in seen and self.allowed(c)]
       if unseen:
         return unseen[rng.randrange(len(unseen))]
+    if self.constrained:
+      raise SearchError(f"no untried {self.num_branches}-branch cell within {self._limits()} "
+                        f"was found in {self.max_draws} draws ({len(seen)} cells tried); "
+                        "raise the limit or lower search_algorithm.num_branches")
     raise SearchError(f"the search space of {self.num_branches}-branch cells is exhausted: "
                       f"{len(seen)} distinct cells were already tried")
 
 
 @checks.configurable("search_algorithm")
 def make_algorithm(num_branches: int = 5, budget: int = 100, p_uniform: float = 0.5,
-                   top_k: int = 10, seed: int = 0) -> RandomSearch:
+                   top_k: int = 10, seed: int = 0, objective: str = "miou",
+                   max_branch_madds: Optional[float] = None,
+                   max_branch_params: Optional[float] = None) -> RandomSearch:
   """The configured algorithm. `budget` is the number of proxy trials (--budget overrides).
+
+  objective: 'miou' or 'pareto' (mIOU against branch MAdds, objectives.py); the limits are
+  in the trial's cost convention (branch convolution kernels, its feature map size).
 
   p_uniform and top_k are not given by the paper; 0.5 and 10 balance exploration of the 4e11
   cell space against refinement of the best cells found.
   """
   return RandomSearch(num_branches=num_branches, budget=budget, p_uniform=p_uniform,
-                      top_k=top_k, seed=seed)
+                      top_k=top_k, seed=seed, objective=objective,
+                      max_branch_madds=max_branch_madds, max_branch_params=max_branch_params)

@@ -12,6 +12,10 @@ decision is here, so both engines share the budget, retry and resume semantics:
   in id order, so a resumed search re-runs what was in flight first.
 - Suggestions: the algorithm sees every fingerprint ever created and every finished score,
   kept in memory and updated as results arrive.
+- Baselines (subjects.py): rows -1, -2, ... added when the coordinator starts (kept on
+  resume), run before any suggestion, retried and resumed like any trial, never counted in
+  the algorithm's budget and never seen by it as a parent. `self.budget` is the number of
+  rows a finished run holds: the algorithm's budget plus the baselines.
 - A run of `max_consecutive_failures` failed attempts with no success in between stops the
   search with the last error (a broken trial function should not burn the budget).
 """
@@ -19,7 +23,7 @@ decision is here, so both engines share the budget, retry and resume semantics:
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 from dpc_tf.search.algorithm import History, Observation, RandomSearch
 from dpc_tf.search.errors import SearchError
@@ -34,12 +38,14 @@ class Coordinator:
 
   def __init__(self, store: Store, algorithm: RandomSearch, max_attempts: int = 2,
                metric: str = "miou", max_consecutive_failures: int = 10,
-               listeners: tuple[Listener, ...] = ()):
+               listeners: tuple[Listener, ...] = (), baselines: Sequence = ()):
     if max_attempts < 1:
       raise SearchError(f"max_attempts must be >= 1, got {max_attempts}")
     self.store = store
     self.algorithm = algorithm
-    self.budget = algorithm.budget
+    for position, subject in enumerate(baselines):
+      store.add_baseline(position, subject)
+    self.budget = algorithm.budget + store.num_baselines()
     self.max_attempts = max_attempts
     self.metric = metric
     self.max_consecutive_failures = max_consecutive_failures
@@ -85,10 +91,10 @@ class Coordinator:
     counts = self.counts()
     if counts["done"] + counts["failed"] + counts["running"] >= self.budget:
       return None
-    pending = self.store.next_pending()
+    pending = self.store.next_pending()  # baselines (negative ids) first
     if pending is None:
-      index = self.store.num_trials()
-      if index >= self.budget:
+      index = self.store.num_suggested()
+      if index >= self.algorithm.budget:
         return None
       suggestion = self.algorithm.suggest(index, self.history())
       pending = self.store.add(index, suggestion.cell, suggestion.origin, suggestion.parent)
@@ -123,9 +129,11 @@ class Coordinator:
     self.store.release(trial_id)
 
   def _observe(self, trial: Trial) -> None:
+    if trial.is_baseline or trial.cell is None:
+      return  # a reference (or the ASPP head, in the re-rank), never a parent
     if trial.score is not None and math.isfinite(trial.score):
-      cell = trial.cell
-      self._observations.append(Observation(trial.id, cell, trial.score))
+      madds = (trial.record or {}).get("branch_madds")
+      self._observations.append(Observation(trial.id, trial.cell, trial.score, madds))
 
   def _notify(self, trial: Trial) -> None:
     for listener in self.listeners:

@@ -7,6 +7,11 @@ the paper's convention (branch convolution weights only, 256 filters, a 33x33 ma
 320 MobileNet-v2 channels). Failure injection: `crash_once_fraction` of the cells kill their
 worker process (os._exit) on their first attempt, `fail_fraction` raise on every attempt;
 which cells is a function of the fingerprint, so a test can predict them.
+
+Baselines and seeds (subjects.py): `FakeTrial()("aspp")` scores the ASPP head (a fixed
+score; costs of its 1x1 conv, three separable 3x3 convs and image pooling, counted the same
+way), and `seed=K` adds `seed_noise * (h - 0.5)`, h a hash of (K, cell): deterministic noise
+per seed, so re-ranking under several seeds has a spread to report.
 """
 
 from __future__ import annotations
@@ -15,9 +20,11 @@ import dataclasses
 import hashlib
 import os
 import time
+from typing import Optional, Union
 
-from dpc_tf.search import checks
-from dpc_tf.search_space import FEATURES, Cell, Conv1x1, PyramidPooling
+from dpc_tf.search import checks, head_costs
+from dpc_tf.search.subjects import ASPP, ASPP_FINGERPRINT
+from dpc_tf.search_space import FEATURES, Cell
 
 CRASH_EXIT_CODE = 17
 _FILTERS = 256
@@ -32,18 +39,18 @@ def unit_hash(text: str) -> float:
 
 def branch_costs(cell: Cell) -> tuple[int, int]:
   """(params, multiply-adds) of the branch convolutions, as in the paper's Table 1."""
-  params = madds = 0
-  for branch in cell:
-    channels = _BACKBONE_CHANNELS if branch.input == FEATURES else _FILTERS
-    if isinstance(branch.op, Conv1x1):
-      weights, positions = channels * _FILTERS, _MAP
-    elif isinstance(branch.op, PyramidPooling):
-      weights, positions = channels * _FILTERS, branch.op.grid_h * branch.op.grid_w
-    else:
-      weights, positions = 9 * channels + channels * _FILTERS, _MAP
-    params += weights
-    madds += weights * positions
-  return params, madds
+  return head_costs.branch_costs(cell, _BACKBONE_CHANNELS, _FILTERS, _MAP)
+
+
+def aspp_costs() -> tuple[int, int]:
+  return head_costs.aspp_costs(_BACKBONE_CHANNELS, _FILTERS, _MAP)
+
+
+ASPP_MIOU = 0.55  # the fake ASPP's score: mid-range, so a good cell beats it and a bad one not
+
+
+def fingerprint_of(cell: Union[Cell, str]) -> str:
+  return ASPP_FINGERPRINT if cell == ASPP else cell.fingerprint()
 
 
 def fake_miou(cell: Cell) -> float:
@@ -65,44 +72,55 @@ class FakeTrial:
   crash_once_cells: tuple[str, ...] = ()  # fingerprints that also crash once (with marker_dir)
   fail_cells: tuple[str, ...] = ()  # fingerprints that also raise on every attempt
   log_path: str = ""  # appends 'start FP' / 'end FP' per call (O_APPEND): who ran what, how often
+  seed_noise: float = 0.0  # noise amplitude per seed (calls with seed=K)
 
   def crashes_once(self, cell: Cell) -> bool:
-    fingerprint = cell.fingerprint()
+    fingerprint = fingerprint_of(cell)
     return (fingerprint in self.crash_once_cells
             or unit_hash("crash:" + fingerprint) < self.crash_once_fraction)
 
   def _log(self, event: str, cell: Cell) -> None:
     if self.log_path:
       with open(self.log_path, "a") as f:
-        f.write(f"{event} {cell.fingerprint()} {os.getpid()}\n")
+        f.write(f"{event} {fingerprint_of(cell)} {os.getpid()}\n")
 
   def always_fails(self, cell: Cell) -> bool:
-    fingerprint = cell.fingerprint()
+    fingerprint = fingerprint_of(cell)
     return fingerprint in self.fail_cells or unit_hash("fail:" + fingerprint) < self.fail_fraction
 
-  def __call__(self, cell: Cell) -> dict:
+  def branch_costs(self, cell: Cell) -> tuple[int, int]:
+    """The analytic costs the algorithm's limits use (the same the record reports)."""
+    return branch_costs(cell)
+
+  def score(self, cell: Union[Cell, str], seed: Optional[int] = None) -> float:
+    fingerprint = fingerprint_of(cell)
+    miou = ASPP_MIOU if cell == ASPP else fake_miou(cell)
+    if self.rerank_noise:
+      miou += self.rerank_noise * (unit_hash("rerank:" + fingerprint) - 0.5)
+    if seed is not None and self.seed_noise:
+      miou += self.seed_noise * (unit_hash(f"seed{seed}:{fingerprint}") - 0.5)
+    return miou
+
+  def __call__(self, cell: Union[Cell, str], seed: Optional[int] = None) -> dict:
     start = time.perf_counter()
     self._log("start", cell)
     if self.crashes_once(cell):
       if not self.marker_dir:
         raise ValueError("FakeTrial.crash_once_fraction needs marker_dir")
-      marker = os.path.join(self.marker_dir, cell.fingerprint() + ".crashed")
+      marker = os.path.join(self.marker_dir, fingerprint_of(cell) + ".crashed")
       try:
         os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
         os._exit(CRASH_EXIT_CODE)  # pylint: disable=protected-access
       except FileExistsError:
         pass  # crashed before: this is the retry, run normally
     if self.always_fails(cell):
-      raise RuntimeError(f"injected failure for {cell.text}")
+      raise RuntimeError(f"injected failure for {fingerprint_of(cell)}")
     if self.sleep_s:
       time.sleep(self.sleep_s)
-    params, madds = branch_costs(cell)
-    miou = fake_miou(cell)
-    if self.rerank_noise:
-      miou += self.rerank_noise * (unit_hash("rerank:" + cell.fingerprint()) - 0.5)
+    params, madds = aspp_costs() if cell == ASPP else branch_costs(cell)
     self._log("end", cell)
-    return {"miou": miou, "branch_params": params, "branch_madds": madds,
-            "steps": 0, "seconds": time.perf_counter() - start}
+    return {"miou": self.score(cell, seed), "branch_params": params, "branch_madds": madds,
+            "steps": 0, "seed": seed, "seconds": time.perf_counter() - start}
 
 
 @checks.configurable("fake_trial")
@@ -118,10 +136,11 @@ def make_fake_trial(cache=None, sleep_s: float = 0.0, crash_once_fraction: float
 
 @checks.configurable("fake_rerank_trial")
 def make_fake_rerank_trial(checkpoint=None, work_dir=None, noise: float = 0.1,
-                           sleep_s: float = 0.0) -> FakeTrial:
-  """Re-rank factory for configs: the proxy score plus noise (a Spearman rho below 1)."""
+                           seed_noise: float = 0.02, sleep_s: float = 0.0) -> FakeTrial:
+  """Re-rank factory for configs: the proxy score plus noise (a Spearman rho below 1), plus
+  seed_noise per seed."""
   del checkpoint, work_dir
-  return FakeTrial(sleep_s=sleep_s, rerank_noise=noise)
+  return FakeTrial(sleep_s=sleep_s, rerank_noise=noise, seed_noise=seed_noise)
 
 
 @checks.configurable("fake_cache_builder")

@@ -20,6 +20,8 @@ EXEMPT = (
     "search_algorithm.budget",
     "search_pipeline.engine",
     "search_pipeline.rerank_top_k",
+    "search_pipeline.rerank_seeds",
+    "search_pipeline.rerank_min_distance",
     "search_pipeline.num_best_cells",
     "search_pipeline.results_interval_s",
     "search_pipeline.progress_interval_s",

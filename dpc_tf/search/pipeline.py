@@ -2,9 +2,12 @@
 
     (a) backbone   make sure the backbone checkpoint exists (train one if configured)
     (b) cache      build or reuse the feature cache of the backbone
-    (c) search     the proxy search: RandomSearch + Coordinator + an engine, DIR/trials.sqlite
-    (d) rerank     the top-K proxy cells trained end to end, DIR/rerank.sqlite
+    (c) search     the proxy search: RandomSearch + Coordinator + an engine, DIR/trials.sqlite;
+                   the baselines (ASPP, the released cell) first, outside the budget
+    (d) rerank     the top-K proxy cells (diverse) and the baselines trained end to end under
+                   rerank_seeds seeds, DIR/rerank.sqlite
     (e) outputs    DIR/results.csv, DIR/best_cells/rank_N.json, DIR/plots/*.png, summary.json
+                   (with the baselines and the verdict: the chosen cell against ASPP)
 
 Every stage is resumable: (a) and (b) skip what exists, (c) and (d) continue from their
 stores, (e) is regenerated from the stores. So a killed search is resumed by running the
@@ -21,13 +24,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import gin
 from absl import logging
 
 from dpc_tf.search import fake_trial  # pylint: disable=unused-import  (registers fake_trial)
-from dpc_tf.search import checks, identity, plots, rerank, results, stages
+from dpc_tf.search import checks, identity, plots, rerank, results, stages, subjects, verdict
 from dpc_tf.search.algorithm import make_algorithm
 from dpc_tf.search.coordinator import Coordinator
 from dpc_tf.search.engines import ENGINES, make_engine
@@ -52,6 +55,9 @@ class PipelineSettings:
   results_interval_s: float = 0.0
   progress_interval_s: float = 10.0
   plots: bool = True
+  baselines: Sequence[str] = ("aspp", "released")
+  rerank_seeds: int = 1
+  rerank_min_distance: int = 0
 
 
 @gin.configurable("search_pipeline")
@@ -63,6 +69,13 @@ def pipeline_settings(**kwargs) -> PipelineSettings:
   rerank_top_k > 0; both are called in the driver, where they check their settings;
   max_attempts: dispatches per trial before it is 'failed' (and counted in the budget);
   results_interval_s: minimum seconds between results.csv rewrites (0: after every trial).
+  baselines: scored like the searched cells (proxy, re-rank) but outside the budget and never
+  parents: 'aspp' (DeepLab's ASPP head), 'released' (the paper's cell), a cell JSON path or
+  compact text (subjects.py); the verdict compares the chosen cell with 'aspp' (verdict.py).
+  The cost limits (search_algorithm.max_branch_*) bound the search, not the baselines.
+  rerank_seeds: seeds each re-ranked cell and baseline is trained under (mean and stderr).
+  rerank_min_distance: no two re-ranked cells closer than this many branch edits
+  (objectives.cell_distance).
   """
   known = {f.name for f in dataclasses.fields(PipelineSettings)}
   unknown = sorted(set(kwargs) - known)
@@ -70,6 +83,10 @@ def pipeline_settings(**kwargs) -> PipelineSettings:
     raise SearchError(f"unknown search_pipeline setting(s) {', '.join(unknown)}")
   settings = PipelineSettings(**kwargs)
   checks.check_fields("search_pipeline", settings)
+  if settings.rerank_seeds < 1 or settings.rerank_min_distance < 0:
+    raise SearchError(f"search_pipeline.rerank_seeds must be >= 1 and rerank_min_distance >= 0, "
+                      f"got {settings.rerank_seeds} and {settings.rerank_min_distance}")
+  subjects.resolve_baselines(settings.baselines)  # refuses a bad one here, in the driver
   return settings
 
 
@@ -173,15 +190,17 @@ def prepare_backbone_and_cache(gin_config: str, checkpoint: Optional[str],
 
 def run_trials(label: str, store: Store, algorithm, engine, payload: WorkerPayload,
                settings: PipelineSettings, work_dir: str, csv_path: Optional[str] = None,
-               retry_failed: bool = False) -> Coordinator:
-  """Runs a store's trials to its budget with the engine: stage (c), and (d) with a fixed list."""
+               retry_failed: bool = False, baselines: Sequence = ()) -> Coordinator:
+  """Runs a store's trials to its budget with the engine: stage (c), and (d) with a fixed list.
+
+  baselines: subjects.Subject rows run besides the budget (stage (c)'s search_pipeline.baselines).
+  """
   if retry_failed:
     requeued = store.requeue_failed()
     if requeued:
       logging.info("%s: --retry_failed: %d failed trial(s) requeued %s", label, len(requeued),
                    requeued)
-  progress = Progress(algorithm.budget, settings.progress_interval_s, settings.metric, label=label)
-  listeners = [progress]
+  listeners = []
   writer = None
   if csv_path:
     writer = results.ResultsWriter(csv_path, settings.results_interval_s)
@@ -189,18 +208,21 @@ def run_trials(label: str, store: Store, algorithm, engine, payload: WorkerPaylo
   coordinator = Coordinator(store, algorithm, max_attempts=settings.max_attempts,
                             metric=settings.metric,
                             max_consecutive_failures=settings.max_consecutive_failures,
-                            listeners=tuple(listeners))
+                            listeners=tuple(listeners), baselines=baselines)
+  progress = Progress(coordinator.budget, settings.progress_interval_s, settings.metric,
+                      label=label)
+  coordinator.listeners.insert(0, progress)
   if coordinator.requeued or coordinator.lost:
     logging.info("%s: resumed; %d interrupted trial(s) requeued %s, %d on their last attempt "
                  "marked failed %s", label, len(coordinator.requeued), coordinator.requeued,
                  len(coordinator.lost), coordinator.lost)
   counts = coordinator.counts()
   if coordinator.finished():
-    logging.info("%s: complete, %d done and %d failed of budget %d", label, counts["done"],
-                 counts["failed"], algorithm.budget)
+    logging.info("%s: complete, %d done and %d failed of %d", label, counts["done"],
+                 counts["failed"], coordinator.budget)
   else:
     logging.info("%s: %d/%d finished, running the rest on the %s engine", label,
-                 counts["done"] + counts["failed"], algorithm.budget, engine.name)
+                 counts["done"] + counts["failed"], coordinator.budget, engine.name)
     progress.begin(counts)
     try:
       engine.run(coordinator, payload, work_dir)
@@ -223,15 +245,18 @@ def rerank_trial_fn(settings: PipelineSettings, checkpoint: Optional[str],
 
 
 def stage_rerank(store: Store, trial_fn: Optional[TrialFn], engine, settings: PipelineSettings,
-                 paths: SearchPaths, gin_config: str, retry_failed: bool = False) -> int:
-  """(d) Re-ranks the top-K proxy cells end to end; returns how many have a re-rank score."""
+                 paths: SearchPaths, gin_config: str, retry_failed: bool = False,
+                 objective: str = "miou") -> int:
+  """(d) Re-ranks the top-K proxy cells (diverse, under the objective) and the baselines end
+  to end under rerank_seeds seeds; returns how many proxy trials have a re-rank score."""
   if trial_fn is None:
     return 0
-  candidates = rerank.rerank_candidates(store, settings.rerank_top_k)
+  entries = rerank.rerank_subjects(store, settings.rerank_top_k, objective,
+                                   settings.rerank_min_distance, settings.rerank_seeds)
   with Store(paths.rerank_store) as rerank_store:
-    rerank.check_rerank_store(rerank_store, candidates)
+    rerank.check_rerank_store(rerank_store, entries)
     payload = WorkerPayload(trial_fn, gin_config, settings.metric)
-    run_trials("rerank", rerank_store, rerank.FixedCells(candidates), engine, payload,
+    run_trials("rerank", rerank_store, rerank.FixedCells(entries), engine, payload,
                settings, paths.root, retry_failed=retry_failed)
     return rerank.copy_rerank_scores(rerank_store, store)
 
@@ -242,16 +267,19 @@ def stage_outputs(store: Store, settings: PipelineSettings, paths: SearchPaths) 
   best = results.write_best_cells(store, paths.best_cells, settings.num_best_cells)
   written = plots.write_plots(store, paths.plots, settings.metric) if settings.plots else {}
   ranked = results.ranking(store)
+  reranked = [t for t in ranked if t.rerank_score is not None]
   summary = {
-      "counts": store.counts(),
+      "counts": store.counts(baselines=False),
       "best": None if not ranked else {
           "trial_id": ranked[0].id, "cell": ranked[0].cell_text,
           "cell_json": ranked[0].cell.to_json(), "proxy_score": ranked[0].score,
           "rerank_score": ranked[0].rerank_score},
-      "reranked": sum(1 for t in ranked if t.rerank_score is not None),
+      "reranked": len(reranked),
       "results_csv": paths.results_csv, "best_cells": best,
-      "plots": {k: v for k, v in written.items() if k != "spearman_rho"},
-      "spearman_rho": written.get("spearman_rho"),
+      "plots": {k: v for k, v in written.items() if k not in ("spearman_rho", "spearman_n")},
+      "spearman_rho": written.get("spearman_rho"), "spearman_n": written.get("spearman_n"),
+      "baselines": verdict.baselines_summary(store),
+      "verdict": verdict.verdict(store, ranked[0] if ranked else None),
   }
   write_json_atomic(paths.summary, summary)
   return summary
@@ -280,6 +308,7 @@ def run_pipeline(search_dir: str, budget: Optional[int] = None, engine: Optional
   cache_dir, builder = stages.cache_stage(paths.root)
   trial_fn = settings.trial_factory(cache_dir)
   rerank_trial_fn(settings, checkpoint, paths)  # again below, with stage (a)'s checkpoint
+  baselines = subjects.resolve_baselines(settings.baselines)
   engine_obj = make_engine(engine_name, workers)
   files.writable_dir(paths.root, "search_dir")
   with driver_lock(paths.lock), Store(paths.store) as store:
@@ -288,11 +317,12 @@ def run_pipeline(search_dir: str, budget: Optional[int] = None, engine: Optional
       write_text_atomic(paths.config, gin_config)  # the config that made the trials
     checkpoint = prepare_backbone_and_cache(gin_config, checkpoint, maker, cache_dir, builder)
     payload = WorkerPayload(trial_fn, gin_config, settings.metric)
+    algorithm.cost_fn = getattr(trial_fn, "branch_costs", None)  # priced after stage (b)
     try:
       run_trials("search", store, algorithm, engine_obj, payload, settings, paths.root,
-                 csv_path=paths.results_csv, retry_failed=retry_failed)
+                 csv_path=paths.results_csv, retry_failed=retry_failed, baselines=baselines)
       stage_rerank(store, rerank_trial_fn(settings, checkpoint, paths), engine_obj, settings,
-                   paths, gin_config, retry_failed)
+                   paths, gin_config, retry_failed, algorithm.objective)
     finally:
       engine_obj.close()
     summary = stage_outputs(store, settings, paths)

@@ -6,26 +6,36 @@ top-K proxy trials, best first), with its own store DIR/rerank.sqlite, run by th
 engine: it is parallel on a cluster, retried on failure and resumable exactly like the proxy
 search. Finished re-rank scores are copied into the main store (rerank_score), which is what
 results.csv and best_cells read.
+
+The set (rerank_subjects): the top proxy cells under the search's objective (objectives.py:
+by score, or Pareto front first), skipping any cell closer than `min_distance` branch edits
+to one already in (so the re-rank can tell different designs apart rather than re-scoring
+near-copies), then every baseline whose proxy trial is done. Each is trained under `seeds`
+seeds (0 = the configured seed, K adds K); its rerank_score is the mean over the seeds that
+finished, and its rerank_record holds each seed's score, n and the standard error.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+import statistics
+from typing import Optional, Sequence
 
+from dpc_tf.search import objectives
 from dpc_tf.search.algorithm import History, Observation, Suggestion
 from dpc_tf.search.errors import SearchError
 from dpc_tf.search.store import Store, Trial
+from dpc_tf.search.subjects import Subject
 
 
 class FixedCells:
-  """An 'algorithm' that suggests the given trials' cells in order; parent = proxy trial id."""
+  """An 'algorithm' suggesting fixed (subject, proxy trial id) pairs in order."""
 
-  def __init__(self, trials: Sequence[Trial]):
-    if not trials:
+  def __init__(self, entries: Sequence[tuple[Subject, int]]):
+    if not entries:
       raise SearchError("nothing to re-rank: the search has no finished trial with a score")
-    self.trials = list(trials)
-    self.budget = len(self.trials)
+    self.entries = list(entries)
+    self.budget = len(self.entries)
 
   def top(self, observations: Sequence[Observation]) -> list[Observation]:
     finite = [o for o in observations if math.isfinite(o.score)]
@@ -33,29 +43,58 @@ class FixedCells:
 
   def suggest(self, index: int, history: History) -> Suggestion:
     del history
-    source = self.trials[index]
-    return Suggestion(index, source.cell, "rerank", source.id)
+    subject, parent = self.entries[index]
+    return Suggestion(index, subject, "rerank", parent)
 
 
-def rerank_candidates(store: Store, top_k: int) -> list[Trial]:
-  """The top_k done trials by proxy score, best first (ties: earlier trial)."""
-  done = [t for t in store.trials("done") if t.score is not None]
-  return sorted(done, key=lambda t: (-t.score, t.id))[:top_k]
+def madds_of(trial: Trial) -> Optional[float]:
+  return (trial.record or {}).get("branch_madds")
 
 
-def check_rerank_store(rerank_store: Store, candidates: Sequence[Trial]) -> None:
-  """A resumed re-rank must be re-ranking the same cells, in the same order."""
+def rerank_candidates(store: Store, top_k: int, objective: str = "miou",
+                      min_distance: int = 0) -> list[Trial]:
+  """The top_k done searched trials under the objective, best first, kept diverse."""
+  done = [t for t in store.trials("done") if not t.is_baseline]
+  ordered = objectives.order(done, objective, lambda t: t.score, madds_of, lambda t: t.id)
+  return objectives.diverse(ordered, top_k, min_distance, lambda t: t.cell)
+
+
+def rerank_subjects(store: Store, top_k: int, objective: str = "miou", min_distance: int = 0,
+                    seeds: int = 1) -> list[tuple[Subject, int]]:
+  """(subject, proxy trial id) for every candidate and done baseline under every seed."""
+  chosen = rerank_candidates(store, top_k, objective, min_distance)
+  chosen += [t for t in store.trials("done") if t.is_baseline and t.score is not None]
+  seed_list = [None] if seeds <= 1 else list(range(seeds))
+  return [(t.subject if s is None else t.subject.with_seed(s), t.id)
+          for t in chosen for s in seed_list]
+
+
+def check_rerank_store(rerank_store: Store, entries: Sequence[tuple[Subject, int]]) -> None:
+  """A resumed re-rank must be re-ranking the same subjects, in the same order."""
   for trial in rerank_store.trials():
-    if trial.id >= len(candidates) or trial.fingerprint != candidates[trial.id].fingerprint:
+    if trial.id >= len(entries) or trial.fingerprint != entries[trial.id][0].fingerprint():
       raise SearchError(f"{rerank_store.path} re-ranks other cells than the current top "
-                        f"{len(candidates)} (row {trial.id}: {trial.cell_text}); delete it "
+                        f"{len(entries)} (row {trial.id}: {trial.cell_text}); delete it "
                         "to re-rank again")
 
 
+def mean_and_stderr(values: Sequence[float]) -> tuple[float, Optional[float]]:
+  """Mean and standard error (sample std / sqrt(n)); no error with fewer than 2 values."""
+  mean = statistics.fmean(values)
+  return mean, (statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else None)
+
+
 def copy_rerank_scores(rerank_store: Store, store: Store) -> int:
-  """rerank_score of each finished re-rank trial onto its proxy trial; returns the count."""
-  count = 0
+  """Each proxy trial's re-rank mean (and per-seed scores) onto it; returns the count."""
+  runs: dict[int, list[Trial]] = {}
   for trial in rerank_store.trials("done"):
-    store.set_rerank(trial.parent, trial.score, trial.record or {})
-    count += 1
-  return count
+    if trial.score is not None:
+      runs.setdefault(trial.parent, []).append(trial)
+  for parent, trials in runs.items():
+    scores = [t.score for t in trials]
+    mean, stderr = mean_and_stderr(scores)
+    record = {"n": len(scores), "stderr": stderr,
+              "scores": [[t.subject.seed or 0, t.score] for t in trials],
+              "runs": [t.record or {} for t in trials]}
+    store.set_rerank(parent, mean, record)
+  return len(runs)

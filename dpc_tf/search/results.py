@@ -6,6 +6,7 @@ rewritten atomically (never half a file) as trials finish: after every one when
 tens of thousands of trials a rewrite per trial costs more than it tells. The store is the
 source of truth; these files can be regenerated from it at any time.
 
+Baselines (origin 'baseline', negative trial ids) are rows of results.csv but never ranked.
 Ranking for best_cells: trials with a re-rank score first (by that score), then the rest by
 proxy score, ties to the earlier trial. rank_1.json is the winner, in the released format.
 """
@@ -23,7 +24,8 @@ from dpc_tf.search.trial import headline
 from dpc_tf.utils.files import write_text_atomic
 
 COLUMNS = ("trial_id", "cell", "status", "proxy_miou", "branch_params", "branch_madds",
-           "seconds", "rerank_miou", "attempts", "origin", "parent", "fingerprint", "error")
+           "seconds", "rerank_miou", "rerank_stderr", "rerank_seeds", "attempts", "origin",
+           "parent", "fingerprint", "error")
 
 
 def _number(value) -> str:
@@ -36,11 +38,14 @@ def _number(value) -> str:
 
 def trial_row(trial: Trial) -> dict:
   record = trial.record or {}
+  rerank = trial.rerank_record or {}
   error = headline(trial.error) if trial.error and trial.status != "done" else ""
   return {"trial_id": trial.id, "cell": trial.cell_text, "status": trial.status,
           "proxy_miou": _number(trial.score), "branch_params": _number(record.get("branch_params")),
           "branch_madds": _number(record.get("branch_madds")), "seconds": _number(trial.seconds),
-          "rerank_miou": _number(trial.rerank_score), "attempts": trial.attempts,
+          "rerank_miou": _number(trial.rerank_score),
+          "rerank_stderr": _number(rerank.get("stderr")), "rerank_seeds": _number(rerank.get("n")),
+          "attempts": trial.attempts,
           "origin": trial.origin, "parent": _number(trial.parent),
           "fingerprint": trial.fingerprint, "error": error}
 
@@ -59,8 +64,9 @@ def write_results_csv(store: Store, path: str) -> None:
 
 
 def ranking(store: Store) -> list[Trial]:
-  """Done trials with a score, best first: re-ranked ones first, then by proxy score."""
-  scored = [t for t in store.trials("done") if t.score is not None or t.rerank_score is not None]
+  """Done searched trials with a score, best first: re-ranked ones first, then by proxy score."""
+  scored = [t for t in store.trials("done") if not t.is_baseline
+            and (t.score is not None or t.rerank_score is not None)]
   def key(t: Trial):
     if t.rerank_score is not None:
       return (0, -t.rerank_score, t.id)

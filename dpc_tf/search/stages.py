@@ -19,10 +19,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Union
 
-from dpc_tf.search import checks
+from dpc_tf.search import checks, head_costs
 from dpc_tf.search.errors import SearchError
+from dpc_tf.search.subjects import ASPP
 from dpc_tf.search_space import Cell
 from dpc_tf.utils.files import JsonError, read_json
 
@@ -122,13 +123,33 @@ def cache_complete(cache_dir: str, roles: tuple[str, ...] = ("train", "eval")) -
 # --- (c) the proxy trial --------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class ProxyTrial:
-  """The trial function of the search: run_proxy_trial(cell, cache_dir, **settings)."""
+  """The trial function of the search: run_proxy_trial(cell, cache_dir, **settings).
+
+  Called with "aspp" it trains the ASPP head (the baseline); seed=K adds K to the seed.
+  """
   cache_dir: str
   settings: dict  # the proxy_trial.* (TrialConfig) fields, checked in the driver
 
-  def __call__(self, cell: Cell) -> dict:
+  def __call__(self, cell: Union[Cell, str], seed: Optional[int] = None) -> dict:
     from dpc_tf.proxy.trial import run_proxy_trial  # pylint: disable=import-outside-toplevel
-    return run_proxy_trial(cell, self.cache_dir, **self.settings)
+    settings = dict(self.settings)
+    if seed:
+      settings["seed"] = settings.get("seed", 0) + seed
+    if cell == ASPP:
+      return run_proxy_trial(None, self.cache_dir, head=ASPP, **settings)
+    return run_proxy_trial(cell, self.cache_dir, **settings)
+
+  def branch_costs(self, cell: Cell) -> tuple[int, int]:
+    """Analytic (params, MAdds) at the cache's eval feature map (read from its manifest, so
+    after stage (b)); the driver's cost limits use it (head_costs.py)."""
+    try:
+      with open(os.path.join(self.cache_dir, "manifest.json")) as f:
+        height, width, channels = json.load(f)["roles"]["eval"]["feature_shape"]
+    except (OSError, ValueError, KeyError) as e:
+      raise SearchError(f"cannot price cells: the feature cache {self.cache_dir} has no eval "
+                        f"feature shape ({e})") from None
+    return head_costs.branch_costs(cell, channels, self.settings.get("filters", 256),
+                                   height * width)
 
 
 def proxy_trial_settings() -> dict:
@@ -165,14 +186,23 @@ class RerankTrial:
   train_overrides: Optional[dict] = None
   settings: Optional[dict] = None  # other train_and_evaluate keyword arguments
 
-  def __call__(self, cell: Cell) -> dict:
+  def __call__(self, cell: Union[Cell, str], seed: Optional[int] = None) -> dict:
+    """cell "aspp": the ASPP head; seed=K: train.seed + K, in its own model_dir."""
     from dpc_tf.training import train_and_evaluate  # pylint: disable=import-outside-toplevel
+    from dpc_tf.training.config import train_config  # pylint: disable=import-outside-toplevel
     overrides = dict(self.train_overrides or {})
     if self.checkpoint and self.init_from_checkpoint:
       overrides.setdefault("init_weights", self.checkpoint)
-    model_dir = os.path.join(self.model_root, cell.fingerprint())
-    record = train_and_evaluate(cell, model_dir, train_overrides=overrides,
-                                **(self.settings or {}))
+    settings = dict(self.settings or {})
+    name = ASPP if cell == ASPP else cell.fingerprint()
+    if cell == ASPP:
+      settings["model_overrides"] = dict(settings.get("model_overrides") or {}, head=ASPP)
+      cell = None
+    if seed:
+      overrides["seed"] = (overrides.get("seed", train_config().seed) or 0) + seed
+      name += f"-seed{seed}"
+    model_dir = os.path.join(self.model_root, name)
+    record = train_and_evaluate(cell, model_dir, train_overrides=overrides, **settings)
     return dict(record, model_dir=model_dir)
 
 

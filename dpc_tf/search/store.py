@@ -19,6 +19,10 @@ used one attempt):
 (or failed if that was their last attempt), so an in-flight trial is re-run at most
 max_attempts - 1 times and a finished one never again.
 
+Baselines (search_pipeline.baselines) are rows with negative ids (-1, -2, ...) and origin
+'baseline': they run like any trial (retries, resume) but are outside the sequence of
+suggestions, so ids 0, 1, ... stay the suggestion indices and the budget counts only them.
+
 Only the search driver writes (engines hand results back to it), so there is one writer.
 SQLite's WAL needs the database on a local or properly locking filesystem for that writer.
 """
@@ -34,12 +38,14 @@ import sqlite3
 import time
 from typing import Iterator, Optional
 
+from dpc_tf.search import subjects
 from dpc_tf.search.errors import SearchError
 from dpc_tf.search_space import Cell
 from dpc_tf.utils.files import DiskFullError, loads_json
 
 STATUSES = ("pending", "running", "done", "failed")
 TERMINAL = ("done", "failed")
+BASELINE = "baseline"  # the origin of baseline rows (negative ids)
 SCHEMA_VERSION = "1"
 
 _SCHEMA = """
@@ -91,8 +97,17 @@ class Trial:
   rerank_record: Optional[dict]
 
   @property
-  def cell(self) -> Cell:
-    return Cell.from_json(self.cell_json)
+  def subject(self) -> "subjects.Subject":
+    return subjects.decode(self.cell_json)
+
+  @property
+  def cell(self) -> Optional[Cell]:
+    """The cell (None for the ASPP baseline, which is a head, not a cell)."""
+    return self.subject.cell
+
+  @property
+  def is_baseline(self) -> bool:
+    return self.origin == BASELINE
 
   @classmethod
   def from_row(cls, row: sqlite3.Row) -> "Trial":
@@ -217,14 +232,24 @@ class Store:
       rows = self._db.execute("SELECT * FROM trials ORDER BY id")
     return [Trial.from_row(r) for r in rows]
 
-  def counts(self) -> dict[str, int]:
+  def counts(self, baselines: bool = True) -> dict[str, int]:
+    """Trials per status; baselines=False: the searched cells only (what the budget counts)."""
     counts = dict.fromkeys(STATUSES, 0)
-    for row in self._db.execute("SELECT status, COUNT(*) AS n FROM trials GROUP BY status"):
+    where = "" if baselines else "WHERE id >= 0 "
+    for row in self._db.execute(f"SELECT status, COUNT(*) AS n FROM trials {where}"
+                                "GROUP BY status"):
       counts[row["status"]] = row["n"]
     return counts
 
   def num_trials(self) -> int:
     return self._db.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
+
+  def num_suggested(self) -> int:
+    """Rows with ids 0, 1, ... (every suggestion; baselines not included)."""
+    return self._db.execute("SELECT COUNT(*) FROM trials WHERE id >= 0").fetchone()[0]
+
+  def num_baselines(self) -> int:
+    return self._db.execute("SELECT COUNT(*) FROM trials WHERE id < 0").fetchone()[0]
 
   def next_pending(self) -> Optional[Trial]:
     row = self._db.execute(
@@ -235,7 +260,7 @@ class Store:
   def add(self, trial_id: int, cell: Cell, origin: str, parent: Optional[int] = None) -> Trial:
     """Records a new suggestion as 'pending'. Ids are consecutive; a repeated cell is refused."""
     with self.transaction() as db:
-      expected = db.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
+      expected = db.execute("SELECT COUNT(*) FROM trials WHERE id >= 0").fetchone()[0]
       if trial_id != expected:
         raise SearchError(f"trial id {trial_id} is out of sequence (the store has {expected})")
       try:
@@ -246,6 +271,26 @@ class Store:
       except sqlite3.IntegrityError:
         raise SearchError(f"cell {cell.text} (fingerprint {cell.fingerprint()}) is already in "
                           f"the store: the search never repeats a cell") from None
+    return self.get(trial_id)
+
+  def add_baseline(self, position: int, subject) -> Trial:
+    """Baseline `position` (0-based) as row -(position + 1), 'pending'; kept if already there."""
+    trial_id = -(position + 1)
+    with self.transaction() as db:
+      row = db.execute("SELECT fingerprint FROM trials WHERE id = ?", (trial_id,)).fetchone()
+      if row is not None:
+        if row["fingerprint"] != subject.fingerprint():
+          raise SearchError(f"{self.path} holds another baseline as row {trial_id} than "
+                            f"{subject.text}; use a new --search_dir")
+      else:
+        try:
+          db.execute("INSERT INTO trials (id, fingerprint, cell_text, cell_json, origin, "
+                     "status, created) VALUES (?, ?, ?, ?, ?, 'pending', ?)",
+                     (trial_id, subject.fingerprint(), subject.text, subject.to_json_string(),
+                      BASELINE, time.time()))
+        except sqlite3.IntegrityError:
+          raise SearchError(f"baseline {subject.text} is already in {self.path} as a searched "
+                            "cell; use a new --search_dir") from None
     return self.get(trial_id)
 
   def start(self, trial_id: int, worker: str = "") -> Trial:

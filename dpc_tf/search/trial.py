@@ -1,6 +1,7 @@
 """The trial contract between the search and whatever scores a cell.
 
-A trial function is any picklable callable `cell -> score record`: a module-level function,
+A trial function is any picklable callable `cell -> score record` (baselines and seeds:
+subjects.py): a module-level function,
 a functools.partial of one, or an instance of a module-level class. It runs in a worker
 process (the local engine's subprocess or a Ray worker, maybe on another machine), so it must
 carry its settings with it, as arguments, rather than read driver state.
@@ -22,6 +23,7 @@ import traceback
 from typing import Callable, Mapping
 
 from dpc_tf.errors import one_line
+from dpc_tf.search import subjects
 from dpc_tf.search_space import Cell
 
 TrialFn = Callable[[Cell], dict]
@@ -123,8 +125,8 @@ def prepare_worker(payload: WorkerPayload) -> None:
 def execute(payload: WorkerPayload, cell_json: str) -> tuple[dict, float]:
   """Runs one trial in this process: (validated record, seconds inside the trial function)."""
   prepare_worker(payload)
-  cell = Cell.from_json(cell_json)
+  subject = subjects.decode(cell_json)
   start = time.perf_counter()
-  record = payload.trial_fn(cell)
+  record = subjects.call_trial(payload.trial_fn, subject)
   seconds = time.perf_counter() - start
   return validate_record(record, payload.metric), seconds

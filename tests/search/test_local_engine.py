@@ -19,11 +19,11 @@ from dpc_tf.search.algorithm import History, RandomSearch
 from dpc_tf.search.coordinator import Coordinator
 from dpc_tf.search.engines.local import LocalEngine
 from dpc_tf.search.errors import SearchError
-from dpc_tf.search.fake_trial import FakeTrial, fake_miou
+from dpc_tf.search.fake_trial import FakeTrial, branch_costs, fake_miou
 from dpc_tf.search.pipeline import run_pipeline
 from dpc_tf.search.store import Store
 from dpc_tf.search.trial import WorkerPayload
-from dpc_tf.search_space import Cell
+from dpc_tf.search_space import CITYSCAPES_CELL, Cell
 from dpc_tf.utils.stats import spearman
 
 FAKE_CONFIG = os.path.join(ROOT, "gin", "search", "fake_demo.gin")
@@ -40,10 +40,16 @@ def _run(tmp_path, budget, trial_fn, workers=1, max_attempts=2, **engine_kwargs)
 def test_pipeline_end_to_end_with_two_workers(tmp_path):
   gin.parse_config_files_and_bindings([FAKE_CONFIG], [
       "search_algorithm.budget = 12", "search_pipeline.rerank_top_k = 3",
-      "search_pipeline.num_best_cells = 4", "local_engine.workers = 2"])
+      "search_pipeline.num_best_cells = 4", "local_engine.workers = 2",
+      "search_algorithm.objective = 'miou'", "search_pipeline.rerank_min_distance = 0"])
   summary = run_pipeline(str(tmp_path))
   with open(tmp_path / "results.csv") as f:
-    rows = list(csv.DictReader(f))
+    every = list(csv.DictReader(f))
+  # the baselines (ASPP, the released cell) are rows -1, -2 besides the budget of 12
+  assert [(r["trial_id"], r["origin"], r["cell"].split()[0]) for r in every[:2]] == [
+      ("-2", "baseline", "F:sep3x3@1x6"), ("-1", "baseline", "aspp")]
+  assert summary["counts"]["done"] == 12 and set(summary["baselines"]) == {"aspp", "released"}
+  rows = every[2:]
   assert [int(r["trial_id"]) for r in rows] == list(range(12))
   assert all(r["status"] == "done" and r["attempts"] == "1" for r in rows)
   for row in rows:
@@ -59,8 +65,9 @@ def test_pipeline_end_to_end_with_two_workers(tmp_path):
   assert best.text == winner["cell"] and summary["best"]["cell"] == winner["cell"]
   assert sorted(os.listdir(tmp_path / "best_cells")) == [f"rank_{i}.json" for i in range(1, 5)]
   assert json.loads((tmp_path / "best_cells" / "rank_1.json").read_text())[0]["input"] == -1
-  assert summary["plots"] == {name: str(tmp_path / "plots" / f"{name}.png")
-                              for name in ("proxy_scores", "proxy_vs_rerank", "best_cell")}
+  assert summary["plots"] == {name: str(tmp_path / "plots" / f"{name}.png") for name in
+                              ("proxy_scores", "proxy_vs_rerank", "pareto", "best_cell")}
+  assert summary["spearman_n"] == 3 and summary["verdict"]["against"] == "aspp"
   scores = [(float(r["proxy_miou"]), float(r["rerank_miou"])) for r in reranked]
   assert summary["spearman_rho"] == pytest.approx(
       spearman([p for p, _ in scores], [r for _, r in scores]))
@@ -69,7 +76,8 @@ def test_pipeline_end_to_end_with_two_workers(tmp_path):
   gin.clear_config()
   gin.parse_config_files_and_bindings([FAKE_CONFIG], [
       "search_algorithm.budget = 12", "search_pipeline.rerank_top_k = 3",
-      "search_pipeline.num_best_cells = 4", "local_engine.workers = 2"])
+      "search_pipeline.num_best_cells = 4", "local_engine.workers = 2",
+      "search_algorithm.objective = 'miou'", "search_pipeline.rerank_min_distance = 0"])
   run_pipeline(str(tmp_path))
   assert (tmp_path / "results.csv").read_text() == before
 
@@ -161,7 +169,10 @@ def test_sigkill_mid_search_then_resume(tmp_path):
   assert resumed.returncode == 0, resumed.stderr[-2000:]
   with Store(store_path) as store:
     trials = store.trials()
-  assert len(trials) == 14 and all(t.status == "done" for t in trials)
+  searched = [t for t in trials if not t.is_baseline]  # the baselines are outside the budget
+  assert len(searched) == 14 and all(t.status == "done" for t in trials)
+  assert [(t.id, t.cell_text) for t in trials if t.is_baseline] == [
+      (-2, CITYSCAPES_CELL.text), (-1, "aspp")]
   with open(log) as f:
     ends = collections.Counter(line.split()[1] for line in f if line.startswith("end"))
   assert all(ends[fp] == 1 for fp in done_at_kill)  # a finished trial never runs again
@@ -169,11 +180,42 @@ def test_sigkill_mid_search_then_resume(tmp_path):
   assert all(t.attempts == (2 if t.fingerprint in running_at_kill else 1) for t in trials)
   # and the resumed search made the suggestions the uninterrupted one makes
   reference = Coordinator(Store(str(tmp_path / "ref.sqlite")),
-                          RandomSearch(num_branches=5, budget=14, p_uniform=0.5, top_k=5, seed=0))
+                          RandomSearch(num_branches=5, budget=14, p_uniform=0.5, top_k=5, seed=0,
+                                       objective="pareto", max_branch_madds=4.0e8,
+                                       cost_fn=branch_costs))
   while not reference.finished():
     trial = reference.next_trial()
     reference.complete(trial.id, FakeTrial()(trial.cell), 0.0)
-  assert [t.cell_text for t in trials] == [t.cell_text for t in reference.store.trials()]
+  assert [t.cell_text for t in searched] == [t.cell_text for t in reference.store.trials()]
+
+
+def test_sigkill_while_a_baseline_runs_then_resume(tmp_path):
+  """A baseline is a trial like any other: killed mid-run, it is re-run once on resume, and
+  it never takes a place of the budget."""
+  search_dir, log = str(tmp_path / "search"), str(tmp_path / "evaluations.log")
+  args = [sys.executable, "-m", "dpc_tf.search", f"--gin_file={FAKE_CONFIG}",
+          f"--search_dir={search_dir}", "--budget=3", "--workers=1",
+          "--gin_bindings=fake_trial.sleep_s = 0.5", f"--gin_bindings=fake_trial.log_path = '{log}'",
+          "--gin_bindings=search_pipeline.rerank_top_k = 0",
+          "--gin_bindings=search_pipeline.plots = False"]
+  driver = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  store_path = os.path.join(search_dir, "trials.sqlite")
+  deadline = time.time() + 60
+  while _count(store_path, "running") < 1 and time.time() < deadline:
+    time.sleep(0.02)
+  time.sleep(0.1)
+  driver.send_signal(signal.SIGKILL)
+  driver.wait()
+  with Store(store_path) as store:
+    running = [t.id for t in store.trials("running")]
+  assert running == [-2]  # baselines run first, the released cell's row first
+  resumed = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert resumed.returncode == 0, resumed.stderr[-2000:]
+  with Store(store_path) as store:
+    trials = store.trials()
+    assert store.counts(baselines=False)["done"] == 3
+  assert [(t.id, t.status, t.attempts) for t in trials] == [
+      (-2, "done", 2), (-1, "done", 1), (0, "done", 1), (1, "done", 1), (2, "done", 1)]
 
 
 def test_sigterm_stops_cleanly_and_gives_the_attempt_back(tmp_path):

@@ -100,15 +100,17 @@ def test_plots_show_the_store(tmp_path):
       "proxy_scores": str(tmp_path / "plots" / "proxy_scores.png"),
       "proxy_vs_rerank": str(tmp_path / "plots" / "proxy_vs_rerank.png"),
       "spearman_rho": pytest.approx(0.5),  # trials 0, 2, 3: proxy ranks 1, 3, 2, re-rank 2, 3, 1
+      "spearman_n": 3,
+      "pareto": str(tmp_path / "plots" / "pareto.png"),
       "best_cell": str(tmp_path / "plots" / "best_cell.png")}
-  for key in ("proxy_scores", "proxy_vs_rerank", "best_cell"):
+  for key in ("proxy_scores", "proxy_vs_rerank", "pareto", "best_cell"):
     with open(written[key], "rb") as f:
       assert f.read(4) == b"\x89PNG"
   svg = tmp_path / "scores.svg"
   plots.plot_score_distribution([0.5, 0.7, 0.6], str(svg))
   assert "Proxy scores of 3 cells" in svg.read_text() and "best 0.7000" in svg.read_text()
   _, rho = plots.plot_proxy_vs_rerank([0.5, 0.7, 0.6], [0.9, 0.95, 0.8], str(svg))
-  assert rho == pytest.approx(0.5) and "Spearman rho = 0.500" in svg.read_text()
+  assert rho == pytest.approx(0.5) and "Spearman rho = 0.500 (n = 3 cells)" in svg.read_text()
   plots.draw_cell(CELLS[3], str(svg), "trial 3")
   assert "trial 3" in svg.read_text() and "rate 3x3" in svg.read_text()
 
