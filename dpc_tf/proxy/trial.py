@@ -225,7 +225,7 @@ def run_proxy_trial(cell, cache_dir: str, head: str = "dpc", **config) -> dict:
     step_times.append(time.time() - t)
     losses_seen.append(loss)
     guard.check_step(step, loss, num_classes=num_classes, bad_labels=float(bad_labels),
-                     where=f"proxy trial of {cell.text if cell else head}",
+                     where=f"proxy trial of {f'cell {cell.text}' if cell else head}",
                      advice="lower proxy_trial.learning_rate")
     if cfg.log_every_steps and step % cfg.log_every_steps == 0:
       logging.info("proxy trial: step %d/%d, loss %.4f", step, cfg.steps, loss)

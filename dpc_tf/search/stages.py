@@ -143,9 +143,9 @@ class ProxyTrial:
     """Analytic (params, MAdds) at the cache's eval feature map (read from its manifest, so
     after stage (b)); the driver's cost limits use it (head_costs.py)."""
     try:
-      with open(os.path.join(self.cache_dir, "manifest.json")) as f:
-        height, width, channels = json.load(f)["roles"]["eval"]["feature_shape"]
-    except (OSError, ValueError, KeyError) as e:
+      manifest = read_json(os.path.join(self.cache_dir, "manifest.json"), "cache manifest")
+      height, width, channels = manifest["roles"]["eval"]["feature_shape"]
+    except (JsonError, KeyError, TypeError, ValueError) as e:
       raise SearchError(f"cannot price cells: the feature cache {self.cache_dir} has no eval "
                         f"feature shape ({e})") from None
     return head_costs.branch_costs(cell, channels, self.settings.get("filters", 256),
