@@ -63,6 +63,10 @@ def judge(delta: float, stderr: Optional[float], madds_ratio: Optional[float]) -
     return "cheaper at equal accuracy" if cheaper else "within noise"
   if delta == 0:
     return "cheaper at equal accuracy" if cheaper else "within noise"
+  if stderr is None:  # one run each: no claim of better or worse without an error bar
+    direction = "higher" if delta > 0 else "lower"
+    cost = (", and cheaper" if delta > 0 else ", but cheaper") if cheaper else ""
+    return f"{direction} on one run each, untested against noise{cost}"
   if delta > 0:
     return "better, and cheaper" if cheaper else "better"
   return "worse, but cheaper" if cheaper else "worse"

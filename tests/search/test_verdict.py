@@ -83,6 +83,9 @@ def test_verdict_by_hand(tmp_path):
   assert verdict.judge(0.01, 0.006, 0.5) == "cheaper at equal accuracy"
   assert verdict.judge(0.01, 0.006, 1.5) == "within noise"
   assert verdict.judge(-0.02, 0.006, 1.5) == "worse"
+  assert verdict.judge(0.01, None, 0.5) == ("higher on one run each, untested against noise, "
+                                            "and cheaper")
+  assert verdict.judge(-0.01, None, 1.5) == "lower on one run each, untested against noise"
   summary = verdict.baselines_summary(store)
   assert summary["aspp"]["proxy_miou"] == 0.60 and summary["aspp"]["branch_madds"] == 200
   assert summary["aspp"]["rerank_miou"] == pytest.approx(0.6275)
@@ -90,7 +93,8 @@ def test_verdict_by_hand(tmp_path):
   _finished(store, 1, Cell.from_text("F:pool@1x1"), 0.70, 400, 30)
   result = verdict.verdict(store, store.get(1))
   assert (result["score"], result["n"], result["stderr"]) == ("proxy", 1, None)
-  assert result["delta_miou"] == pytest.approx(0.10) and result["label"] == "better"
+  assert result["delta_miou"] == pytest.approx(0.10)
+  assert result["label"] == "higher on one run each, untested against noise"
   assert "no error bar" in result["sentence"]
   assert verdict.verdict(store, None)["sentence"].startswith("no verdict")
 
