@@ -31,6 +31,11 @@ class Commands:
     return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=self.env(env),
                           capture_output=True, text=True, timeout=timeout, check=False)
 
+  def start(self, module: str, *args: str, env: dict | None = None) -> subprocess.Popen:
+    """The same, not waited for (several at once; kill tests): stdout/stderr are pipes."""
+    return subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env=self.env(env),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
   @staticmethod
   def error_line(result: subprocess.CompletedProcess) -> str:
     """The one `PROG: error: ...` line of a refused command (asserting there is exactly one,

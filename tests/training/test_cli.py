@@ -1,16 +1,7 @@
 """The entry points: user mistakes end with one `PROG: error: ...` line and status 2."""
 
-import subprocess
-import sys
 
-
-def _start(helpers, module, *args):
-  return subprocess.Popen([sys.executable, "-m", module, *args], cwd=helpers.ROOT,
-                          env=helpers.subprocess_env(), stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
-
-
-def test_user_errors_are_one_line(tmp_path, helpers):
+def test_user_errors_are_one_line(tmp_path, helpers, commands):
   empty = tmp_path / "empty"
   empty.mkdir()
   cases = {
@@ -40,7 +31,7 @@ def test_user_errors_are_one_line(tmp_path, helpers):
                              f"--output_dir={tmp_path}/out"],
           f"dpc_tf.predict: error: no SavedModel at {empty}"),
   }
-  running = {name: _start(helpers, module, *args) for name, (module, args, _) in cases.items()}
+  running = {name: commands.start(module, *args) for name, (module, args, _) in cases.items()}
   for name, proc in running.items():
     _, stderr = proc.communicate(timeout=300)
     expected = cases[name][2]

@@ -5,13 +5,7 @@ import subprocess
 import sys
 
 
-def _start(helpers, module, *args):
-  return subprocess.Popen([sys.executable, "-m", module, *args], cwd=helpers.ROOT,
-                          env=helpers.subprocess_env(), stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
-
-
-def test_expected_failures_are_one_line(tmp_path, helpers):
+def test_expected_failures_are_one_line(tmp_path, helpers, commands):
   a_file = tmp_path / "a_file"
   a_file.write_text("")
   busy = tmp_path / "busy"
@@ -48,7 +42,7 @@ def test_expected_failures_are_one_line(tmp_path, helpers):
                                f"--output_dir={a_file}"],
             f"dpc_tf.predict: error: --output_dir={a_file} is a file, not a folder"),
     }
-    running = {name: _start(helpers, module, *args) for name, (module, args, _) in cases.items()}
+    running = {name: commands.start(module, *args) for name, (module, args, _) in cases.items()}
     for name, proc in running.items():
       _, stderr = proc.communicate(timeout=300)
       assert proc.returncode == 2, (name, stderr[-2000:])
