@@ -36,6 +36,18 @@ class Commands:
     return subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env=self.env(env),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
+  def expect_one_line_errors(self, cases: dict) -> None:
+    """cases: name -> (module, args, expected start of the error line). Runs them all at
+    once; each must exit 2 with exactly that one error line and no traceback."""
+    running = {name: self.start(module, *args) for name, (module, args, _) in cases.items()}
+    for name, proc in running.items():
+      _, stderr = proc.communicate(timeout=300)
+      assert proc.returncode == 2, (name, stderr[-2000:])
+      assert "Traceback" not in stderr, (name, stderr[-2000:])
+      error_lines = [l for l in stderr.splitlines() if ": error: " in l]
+      assert len(error_lines) == 1 and error_lines[0].startswith(cases[name][2]), (
+          name, error_lines)
+
   @staticmethod
   def error_line(result: subprocess.CompletedProcess) -> str:
     """The one `PROG: error: ...` line of a refused command (asserting there is exactly one,

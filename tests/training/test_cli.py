@@ -31,12 +31,5 @@ def test_user_errors_are_one_line(tmp_path, helpers, commands):
                              f"--output_dir={tmp_path}/out"],
           f"dpc_tf.predict: error: no SavedModel at {empty}"),
   }
-  running = {name: commands.start(module, *args) for name, (module, args, _) in cases.items()}
-  for name, proc in running.items():
-    _, stderr = proc.communicate(timeout=300)
-    expected = cases[name][2]
-    assert proc.returncode == 2, (name, stderr[-2000:])
-    assert "Traceback" not in stderr, (name, stderr[-2000:])
-    error_lines = [l for l in stderr.splitlines() if ": error: " in l]
-    assert len(error_lines) == 1 and error_lines[0].startswith(expected), (name, error_lines)
+  commands.expect_one_line_errors(cases)
 

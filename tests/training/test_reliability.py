@@ -42,14 +42,7 @@ def test_expected_failures_are_one_line(tmp_path, helpers, commands):
                                f"--output_dir={a_file}"],
             f"dpc_tf.predict: error: --output_dir={a_file} is a file, not a folder"),
     }
-    running = {name: commands.start(module, *args) for name, (module, args, _) in cases.items()}
-    for name, proc in running.items():
-      _, stderr = proc.communicate(timeout=300)
-      assert proc.returncode == 2, (name, stderr[-2000:])
-      assert "Traceback" not in stderr, (name, stderr[-2000:])
-      error_lines = [l for l in stderr.splitlines() if ": error: " in l]
-      assert len(error_lines) == 1 and error_lines[0].startswith(cases[name][2]), (name,
-                                                                                   error_lines)
+    commands.expect_one_line_errors(cases)
   finally:
     holder.kill()
     holder.wait()
