@@ -10,13 +10,20 @@ to convergence). Optionally a held-out tail of the training cache is scored ever
 `eval_every` steps and training stops after `patience` evaluations without improvement.
 What the trial trains on (crop, output stride, classes) is read from the cache's manifest,
 never configured twice.
+
+Continuation (successive halving's rungs): `save_to=DIR` saves the head, its optimizer
+state and step counter after training (head_state.py); `start_from=DIR` continues such a
+state to `steps` (the total to reach, not steps to add). `schedule_steps` is the poly
+schedule's horizon (0: steps): set it to the top rung's steps on every rung and a run
+continued 100 -> 300 equals one uninterrupted 300-step run (same data order, dropout draws
+and rates; tests/proxy checks the weights). Every rung is scored on the eval role.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Sequence
+from typing import Optional, Sequence
 
 from absl import logging
 import keras
@@ -26,7 +33,7 @@ import tensorflow as tf
 from dpc_tf import costs, models, search_space
 from dpc_tf.data import metrics
 from dpc_tf.errors import DpcError
-from dpc_tf.proxy import feeding
+from dpc_tf.proxy import feeding, head_state
 from dpc_tf.proxy.cache import CacheError, FeatureCache
 from dpc_tf.training import guard, losses
 from dpc_tf.training.optimizer import build_optimizer
@@ -45,7 +52,8 @@ class TrialConfig:
   steps: int = 30000
   batch_size: int = 8
   learning_rate: float = 0.01
-  lr_power: float = 0.9           # poly: lr * (1 - step / steps) ** lr_power
+  lr_power: float = 0.9           # poly: lr * (1 - step / horizon) ** lr_power
+  schedule_steps: int = 0         # the poly horizon; 0: steps (halving: the top rung's)
   momentum: float = 0.9
   weight_decay: float = 4e-5
   filters: int = 256              # width of every branch and of the projection
@@ -74,6 +82,9 @@ class TrialConfig:
     for name in ("steps", "batch_size"):
       if getattr(config, name) < 1:
         raise DpcError(f"proxy trial setting {name} must be >= 1, got {getattr(config, name)}")
+    if config.schedule_steps and config.schedule_steps < config.steps:
+      raise DpcError(f"proxy trial setting schedule_steps ({config.schedule_steps}) must be 0 "
+                     f"or >= steps ({config.steps})")
     if config.patience and not (config.eval_every and config.holdout_examples):
       raise DpcError("proxy trial setting patience needs eval_every > 0 and "
                        "holdout_examples > 0")
@@ -99,7 +110,8 @@ class _Trainer:
   def __init__(self, model: keras.Model, config: TrialConfig, num_classes: int):
     self.model, self.config, self.num_classes = model, config, num_classes
     self.optimizer = build_optimizer(
-        PolyLearningRate(config.learning_rate, config.steps, config.lr_power),
+        PolyLearningRate(config.learning_rate, config.schedule_steps or config.steps,
+                         config.lr_power),
         config.momentum, model.trainable_variables)
     jit = config.jit_compile
     self.train_on = tf.function(self._train_on, jit_compile=jit)
@@ -155,15 +167,18 @@ def _require(mapping: dict, key: str, where: str):
   return mapping[key]
 
 
-def run_proxy_trial(cell, cache_dir: str, head: str = "dpc", **config) -> dict:
+def run_proxy_trial(cell, cache_dir: str, head: str = "dpc", start_from: Optional[str] = None,
+                    save_to: Optional[str] = None, **config) -> dict:
   """Trains `cell` on the cache's train role, returns its score record (see module doc).
 
   head='aspp' trains DeepLab's ASPP head instead (cell must be None): the search's baseline,
-  scored by the same recipe.
+  scored by the same recipe. start_from / save_to: continue from / save the head's training
+  state (folders, head_state.py); config['steps'] is then the step count to reach.
 
   Record keys: miou, class_iou, pixel_accuracy, branch_params, branch_madds, head_params,
   head_madds, params, madds, cost_feature_shape, steps, seconds, train_seconds,
   eval_seconds, step_seconds, final_loss, initial_loss, stopped_early, holdout_miou,
+  schedule_steps, resumed_from_steps,
   in_memory, jit_compile, seed, train_examples, eval_examples, cell, cell_text,
   cell_fingerprint, cache (backbone / checkpoint / dataset identity).
   """
@@ -194,6 +209,11 @@ def run_proxy_trial(cell, cache_dir: str, head: str = "dpc", **config) -> dict:
       name="proxy_head", **widths)
   record = head_costs(model, evaluation.feature_shape)
   trainer = _Trainer(model, cfg, num_classes)
+  checkpoint = tf.train.Checkpoint(model=model, optimizer=trainer.optimizer)
+  state = head_state.identity(head, cell.fingerprint() if cell else None,
+                              cfg.schedule_steps or cfg.steps, cfg.seed)
+  resumed = (head_state.restore(checkpoint, start_from, state, cfg.steps)
+             if start_from else None)
 
   train_count = train.count - cfg.holdout_examples
   if train_count < cfg.batch_size:
@@ -207,16 +227,20 @@ def run_proxy_trial(cell, cache_dir: str, head: str = "dpc", **config) -> dict:
     features, labels = tf.convert_to_tensor(features), tf.convert_to_tensor(labels)
     step_fn = trainer.in_memory_step(features, labels)
     sampler = feeding.IndexSampler(train_count, cfg.batch_size, cfg.seed)
+    for _ in range(resumed or 0):  # a continuation sees the batches an unbroken run would
+      sampler.next()
     next_step = lambda: step_fn(sampler.next())
   else:
     stream = feeding.StreamIterator(feeding.streaming_dataset(
         train, cfg.batch_size, cfg.seed, cfg.shuffle_buffer, stop=train_count))
+    for _ in range(resumed or 0):
+      next(stream)
     next_step = lambda: trainer.train_on(*next(stream))
   eval_batch = cfg.eval_batch_size or cfg.batch_size
 
   train_start = time.time()
   losses_seen, step_times, holdout_history = [], [], []
-  best, since_best, stopped_early, step = -1.0, 0, False, 0
+  best, since_best, stopped_early, step = -1.0, 0, False, resumed or 0
   while step < cfg.steps:
     t = time.time()
     loss, bad_labels = next_step()
@@ -237,6 +261,8 @@ def run_proxy_trial(cell, cache_dir: str, head: str = "dpc", **config) -> dict:
         stopped_early = True
         break
   train_seconds = time.time() - train_start
+  if save_to:
+    head_state.save(checkpoint, save_to, dict(state, steps=step))
 
   eval_start = time.time()
   miou, class_iou, accuracy, eval_count = trainer.score(feeding.eval_batches(
@@ -249,6 +275,7 @@ def run_proxy_trial(cell, cache_dir: str, head: str = "dpc", **config) -> dict:
       step_seconds=float(np.median(step_times[1:] or step_times)),
       final_loss=float(np.mean(tail)), initial_loss=losses_seen[0], stopped_early=stopped_early,
       holdout_miou=holdout_history, in_memory=in_memory, jit_compile=cfg.jit_compile,
+      schedule_steps=cfg.schedule_steps or cfg.steps, resumed_from_steps=resumed,
       seed=cfg.seed, train_examples=train_count, eval_examples=eval_count,
       head=head, cell=cell.to_json() if cell else None, cell_text=cell.text if cell else head,
       cell_fingerprint=cell.fingerprint() if cell else None,

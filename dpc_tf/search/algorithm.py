@@ -20,6 +20,11 @@ known before training (`cost_fn`, the trial function's analytic branch costs), u
 and mutation steps skip it, and a space where max_draws draws find no allowed unseen cell
 is a SearchError rather than an endless loop.
 
+Fidelity (halving.py): 'flat' gives every cell one proxy trial of proxy_trial.steps;
+'successive_halving' runs cells over `rungs` of proxy steps and promotes the best
+1/reduction_factor of each rung asynchronously (the Coordinator applies the rule). Either way
+`budget` is the number of trials at full fidelity, so both spend the same compute.
+
 This module is pure Python: no TensorFlow, no engine; engines and the store call it.
 """
 
@@ -32,7 +37,7 @@ import math
 import random
 from typing import Callable, Collection, Optional, Sequence
 
-from dpc_tf.search import checks, objectives
+from dpc_tf.search import checks, halving, objectives
 from dpc_tf.search.errors import SearchError
 from dpc_tf.search_space import Cell, enumerate_cells, mutate_cell, sample_cell, space_size
 
@@ -74,7 +79,8 @@ class RandomSearch:
                max_draws: int = 10_000, objective: str = "miou",
                max_branch_madds: Optional[float] = None,
                max_branch_params: Optional[float] = None,
-               cost_fn: Optional[Callable[[Cell], tuple[float, float]]] = None):
+               cost_fn: Optional[Callable[[Cell], tuple[float, float]]] = None,
+               rungs: Optional[halving.Rungs] = None):
     if not isinstance(num_branches, int) or num_branches < 1:
       raise SearchError(f"num_branches must be an integer >= 1, got {num_branches!r}")
     if not isinstance(budget, int) or budget < 1:
@@ -98,6 +104,7 @@ class RandomSearch:
     self.max_branch_madds = max_branch_madds
     self.max_branch_params = max_branch_params
     self.cost_fn = cost_fn  # cell -> (branch params, branch madds); the pipeline sets it
+    self.rungs = rungs  # None: flat (one full trial per cell); else successive halving
 
   @property
   def constrained(self) -> bool:
@@ -178,15 +185,24 @@ class RandomSearch:
 def make_algorithm(num_branches: int = 5, budget: int = 100, p_uniform: float = 0.5,
                    top_k: int = 10, seed: int = 0, objective: str = "miou",
                    max_branch_madds: Optional[float] = None,
-                   max_branch_params: Optional[float] = None) -> RandomSearch:
-  """The configured algorithm. `budget` is the number of proxy trials (--budget overrides).
+                   max_branch_params: Optional[float] = None, fidelity: str = "flat",
+                   rungs: Sequence[int] = (100, 300, 900),
+                   reduction_factor: int = 3) -> RandomSearch:
+  """The configured algorithm. `budget` is the number of proxy trials (--budget overrides);
+  with fidelity 'successive_halving', trials at the top rung (budget * rungs[-1] proxy
+  steps, halving.py), so flat and halving searches of one budget spend the same compute.
 
   objective: 'miou' or 'pareto' (mIOU against branch MAdds, objectives.py); the limits are
   in the trial's cost convention (branch convolution kernels, its feature map size).
 
   p_uniform and top_k are not given by the paper; 0.5 and 10 balance exploration of the 4e11
   cell space against refinement of the best cells found.
+
+  fidelity: 'flat' (every cell one trial of proxy_trial.steps) or 'successive_halving'
+  (rungs: proxy steps per rung, which replace proxy_trial.steps; reduction_factor: the best
+  1/reduction_factor of a rung is promoted).
   """
   return RandomSearch(num_branches=num_branches, budget=budget, p_uniform=p_uniform,
                       top_k=top_k, seed=seed, objective=objective,
-                      max_branch_madds=max_branch_madds, max_branch_params=max_branch_params)
+                      max_branch_madds=max_branch_madds, max_branch_params=max_branch_params,
+                      rungs=halving.make_rungs(fidelity, rungs, reduction_factor))

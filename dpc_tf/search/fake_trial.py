@@ -12,19 +12,30 @@ Baselines and seeds (subjects.py): `FakeTrial()("aspp")` scores the ASPP head (a
 score; costs of its 1x1 conv, three separable 3x3 convs and image pooling, counted the same
 way), and `seed=K` adds `seed_noise * (h - 0.5)`, h a hash of (K, cell): deterministic noise
 per seed, so re-ranking under several seeds has a spread to report.
+
+Fidelity (successive halving, subjects.Fidelity): called with `steps=N` the score is the
+cell's quality plus noise that shrinks with training, `step_noise * sqrt(noise_steps / N) *
+(2h - 1)`, h a hash of (N, cell): a short rung ranks cells worse than a long one, as with
+the real proxy. `save_to` gets a small state file (the steps reached) and `start_from` must
+hold one of the same cell at fewer steps: the record's `resumed_from_steps` says where it
+continued from, so tests see continuations exactly as with the real proxy's checkpoints.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
+import math
 import os
 import time
 from typing import Optional, Union
 
 from dpc_tf.search import checks, head_costs
+from dpc_tf.search.errors import SearchError
 from dpc_tf.search.subjects import ASPP, ASPP_FINGERPRINT
 from dpc_tf.search_space import FEATURES, Cell
+from dpc_tf.utils.files import read_json, write_json_atomic
 
 CRASH_EXIT_CODE = 17
 _FILTERS = 256
@@ -73,16 +84,19 @@ class FakeTrial:
   fail_cells: tuple[str, ...] = ()  # fingerprints that also raise on every attempt
   log_path: str = ""  # appends 'start FP' / 'end FP' per call (O_APPEND): who ran what, how often
   seed_noise: float = 0.0  # noise amplitude per seed (calls with seed=K)
+  step_noise: float = 0.0  # noise amplitude at noise_steps proxy steps (calls with steps=N)
+  noise_steps: int = 100
 
   def crashes_once(self, cell: Cell) -> bool:
     fingerprint = fingerprint_of(cell)
     return (fingerprint in self.crash_once_cells
             or unit_hash("crash:" + fingerprint) < self.crash_once_fraction)
 
-  def _log(self, event: str, cell: Cell) -> None:
+  def _log(self, event: str, cell: Cell, steps: Optional[int] = None) -> None:
     if self.log_path:
       with open(self.log_path, "a") as f:
-        f.write(f"{event} {fingerprint_of(cell)} {os.getpid()}\n")
+        f.write(f"{event} {fingerprint_of(cell)} {os.getpid()}"
+                f"{'' if steps is None else f' {steps}'}\n")
 
   def always_fails(self, cell: Cell) -> bool:
     fingerprint = fingerprint_of(cell)
@@ -92,18 +106,34 @@ class FakeTrial:
     """The analytic costs the algorithm's limits use (the same the record reports)."""
     return branch_costs(cell)
 
-  def score(self, cell: Union[Cell, str], seed: Optional[int] = None) -> float:
+  def score(self, cell: Union[Cell, str], seed: Optional[int] = None,
+            steps: Optional[int] = None) -> float:
     fingerprint = fingerprint_of(cell)
     miou = ASPP_MIOU if cell == ASPP else fake_miou(cell)
     if self.rerank_noise:
       miou += self.rerank_noise * (unit_hash("rerank:" + fingerprint) - 0.5)
     if seed is not None and self.seed_noise:
       miou += self.seed_noise * (unit_hash(f"seed{seed}:{fingerprint}") - 0.5)
+    if steps is not None and self.step_noise:
+      amplitude = self.step_noise * math.sqrt(self.noise_steps / steps)
+      miou += amplitude * (2.0 * unit_hash(f"steps{steps}:{fingerprint}") - 1.0)
     return miou
 
-  def __call__(self, cell: Union[Cell, str], seed: Optional[int] = None) -> dict:
+  def _continue(self, cell, steps: int, start_from: Optional[str]) -> Optional[int]:
+    """The steps reached in `start_from` (None: from scratch); refuses a wrong state."""
+    if start_from is None:
+      return None
+    state = read_json(os.path.join(start_from, "state.json"), "fake trial state")
+    if state.get("fingerprint") != fingerprint_of(cell) or not state.get("steps", 0) < steps:
+      raise SearchError(f"{start_from} holds {state}, not an earlier state of "
+                        f"{fingerprint_of(cell)} below {steps} steps")
+    return state["steps"]
+
+  def __call__(self, cell: Union[Cell, str], seed: Optional[int] = None,
+               steps: Optional[int] = None, schedule_steps: Optional[int] = None,
+               start_from: Optional[str] = None, save_to: Optional[str] = None) -> dict:
     start = time.perf_counter()
-    self._log("start", cell)
+    self._log("start", cell, steps)
     if self.crashes_once(cell):
       if not self.marker_dir:
         raise ValueError("FakeTrial.crash_once_fraction needs marker_dir")
@@ -115,23 +145,33 @@ class FakeTrial:
         pass  # crashed before: this is the retry, run normally
     if self.always_fails(cell):
       raise RuntimeError(f"injected failure for {fingerprint_of(cell)}")
+    resumed = self._continue(cell, steps, start_from) if steps is not None else None
     if self.sleep_s:
       time.sleep(self.sleep_s)
     params, madds = aspp_costs() if cell == ASPP else branch_costs(cell)
-    self._log("end", cell)
-    return {"miou": self.score(cell, seed), "branch_params": params, "branch_madds": madds,
-            "steps": 0, "seed": seed, "seconds": time.perf_counter() - start}
+    if save_to is not None:
+      write_json_atomic(os.path.join(save_to, "state.json"),
+                        {"fingerprint": fingerprint_of(cell), "steps": steps})
+    self._log("end", cell, steps)
+    return {"miou": self.score(cell, seed, steps), "branch_params": params,
+            "branch_madds": madds, "steps": steps or 0, "schedule_steps": schedule_steps,
+            "resumed_from_steps": resumed, "seed": seed, "seconds": time.perf_counter() - start}
 
 
 @checks.configurable("fake_trial")
 def make_fake_trial(cache=None, sleep_s: float = 0.0, crash_once_fraction: float = 0.0,
                     fail_fraction: float = 0.0, marker_dir: str = "",
-                    crash_once_cells: tuple[str, ...] = (), log_path: str = "") -> FakeTrial:
-  """Trial factory for configs (see pipeline.trial_factory); the feature cache is unused."""
+                    crash_once_cells: tuple[str, ...] = (), log_path: str = "",
+                    step_noise: float = 0.0, noise_steps: int = 100) -> FakeTrial:
+  """Trial factory for configs (see pipeline.trial_factory); the feature cache is unused.
+  step_noise: the score's noise at noise_steps proxy steps, shrinking as 1/sqrt(steps)."""
   del cache
+  if noise_steps < 1:
+    raise SearchError(f"fake_trial.noise_steps must be >= 1, got {noise_steps}")
   return FakeTrial(sleep_s=sleep_s, crash_once_fraction=crash_once_fraction,
                    fail_fraction=fail_fraction, marker_dir=marker_dir,
-                   crash_once_cells=tuple(crash_once_cells), log_path=log_path)
+                   crash_once_cells=tuple(crash_once_cells), log_path=log_path,
+                   step_noise=step_noise, noise_steps=noise_steps)
 
 
 @checks.configurable("fake_rerank_trial")

@@ -7,6 +7,10 @@ tens of thousands of trials a rewrite per trial costs more than it tells. The st
 source of truth; these files can be regenerated from it at any time.
 
 Baselines (origin 'baseline', negative trial ids) are rows of results.csv but never ranked.
+Steps: `max_steps` is the proxy steps behind `proxy_miou` (a cell's highest finished rung
+under successive halving) and `scores_by_steps` its score at every rung, e.g.
+`100:0.512 300:0.583`; a cell promoted and still running its next rung is listed (status
+'running' or 'pending') with what it has so far.
 Ranking for best_cells: trials with a re-rank score first (by that score), then the rest by
 proxy score, ties to the earlier trial. rank_1.json is the winner, in the released format.
 """
@@ -17,13 +21,14 @@ import csv
 import io
 import os
 import time
-from typing import Optional
+from typing import Optional, Sequence
 
 from dpc_tf.search.store import Store, Trial
 from dpc_tf.search.trial import headline
 from dpc_tf.utils.files import write_text_atomic
 
-COLUMNS = ("trial_id", "cell", "status", "proxy_miou", "branch_params", "branch_madds",
+COLUMNS = ("trial_id", "cell", "status", "proxy_miou", "max_steps", "scores_by_steps",
+           "branch_params", "branch_madds",
            "seconds", "rerank_miou", "rerank_stderr", "rerank_seeds", "attempts", "origin",
            "parent", "fingerprint", "error")
 
@@ -36,12 +41,23 @@ def _number(value) -> str:
   return str(value)
 
 
-def trial_row(trial: Trial) -> dict:
+def trial_row(trial: Trial, rungs: Sequence[dict] = ()) -> dict:
+  """One CSV row; rungs: the trial's rung_results rows (none for a flat search)."""
   record = trial.record or {}
   rerank = trial.rerank_record or {}
   error = headline(trial.error) if trial.error and trial.status != "done" else ""
+  done = [r for r in rungs if r["status"] == "done"]
+  if done:
+    max_steps = done[-1]["steps"]
+    by_steps = " ".join(f"{r['steps']}:{_number(r['score'])}" for r in done)
+  else:
+    max_steps = record.get("steps") if trial.score is not None else None
+    by_steps = f"{max_steps}:{_number(trial.score)}" if max_steps is not None else ""
+  if rungs and rungs[-1]["status"] == "failed" and not error:
+    error = f"rung {rungs[-1]['rung']} failed: " + headline(rungs[-1]["error"])
   return {"trial_id": trial.id, "cell": trial.cell_text, "status": trial.status,
-          "proxy_miou": _number(trial.score), "branch_params": _number(record.get("branch_params")),
+          "proxy_miou": _number(trial.score), "max_steps": _number(max_steps),
+          "scores_by_steps": by_steps, "branch_params": _number(record.get("branch_params")),
           "branch_madds": _number(record.get("branch_madds")), "seconds": _number(trial.seconds),
           "rerank_miou": _number(trial.rerank_score),
           "rerank_stderr": _number(rerank.get("stderr")), "rerank_seeds": _number(rerank.get("n")),
@@ -54,8 +70,12 @@ def results_csv_text(store: Store) -> str:
   buffer = io.StringIO()
   writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
   writer.writeheader()
-  for trial in store.trials("done", "failed"):
-    writer.writerow(trial_row(trial))
+  rungs: dict[int, list[dict]] = {}
+  for result in store.rung_results():
+    rungs.setdefault(result["trial_id"], []).append(result)
+  for trial in store.trials():
+    if trial.status in ("done", "failed") or trial.id in rungs:
+      writer.writerow(trial_row(trial, rungs.get(trial.id, ())))
   return buffer.getvalue()
 
 

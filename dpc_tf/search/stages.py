@@ -126,18 +126,25 @@ class ProxyTrial:
   """The trial function of the search: run_proxy_trial(cell, cache_dir, **settings).
 
   Called with "aspp" it trains the ASPP head (the baseline); seed=K adds K to the seed.
+  A rung's work order (successive halving, subjects.Fidelity) replaces proxy_trial.steps
+  and continues / saves the head through run_proxy_trial's start_from / save_to.
   """
   cache_dir: str
   settings: dict  # the proxy_trial.* (TrialConfig) fields, checked in the driver
 
-  def __call__(self, cell: Union[Cell, str], seed: Optional[int] = None) -> dict:
+  def __call__(self, cell: Union[Cell, str], seed: Optional[int] = None,
+               steps: Optional[int] = None, schedule_steps: Optional[int] = None,
+               start_from: Optional[str] = None, save_to: Optional[str] = None) -> dict:
     from dpc_tf.proxy.trial import run_proxy_trial  # pylint: disable=import-outside-toplevel
     settings = dict(self.settings)
     if seed:
       settings["seed"] = settings.get("seed", 0) + seed
+    if steps is not None:
+      settings.update(steps=steps, schedule_steps=schedule_steps or steps)
+    continuation = dict(start_from=start_from, save_to=save_to)
     if cell == ASPP:
-      return run_proxy_trial(None, self.cache_dir, head=ASPP, **settings)
-    return run_proxy_trial(cell, self.cache_dir, **settings)
+      return run_proxy_trial(None, self.cache_dir, head=ASPP, **continuation, **settings)
+    return run_proxy_trial(cell, self.cache_dir, **continuation, **settings)
 
   def branch_costs(self, cell: Cell) -> tuple[int, int]:
     """Analytic (params, MAdds) at the cache's eval feature map (read from its manifest, so

@@ -23,6 +23,15 @@ Baselines (search_pipeline.baselines) are rows with negative ids (-1, -2, ...) a
 'baseline': they run like any trial (retries, resume) but are outside the sequence of
 suggestions, so ids 0, 1, ... stay the suggestion indices and the budget counts only them.
 
+Successive halving (halving.py) adds rungs: `trials.rung` is the rung of a row's current
+(or last) job and table `rung_results` holds each finished (or given-up) rung of each cell,
+written in the same transaction as the row's status. A promotion is one transaction
+(done at rung k -> pending at rung k+1, attempts reset), so a kill at any instant leaves
+either the promotion or nothing. A promoted cell that fails its rung on its last attempt is
+not 'failed': it goes back to 'done' with its last finished rung's score (the failure is in
+rung_results, so it is never promoted again). Schema 1 stores (before rungs) are migrated
+in place when opened: the new column defaults every row to rung 0.
+
 Only the search driver writes (engines hand results back to it), so there is one writer.
 SQLite's WAL needs the database on a local or properly locking filesystem for that writer.
 """
@@ -46,7 +55,7 @@ from dpc_tf.utils.files import DiskFullError, loads_json
 STATUSES = ("pending", "running", "done", "failed")
 TERMINAL = ("done", "failed")
 BASELINE = "baseline"  # the origin of baseline rows (negative ids)
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: trials.rung and rung_results (successive halving)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -68,10 +77,24 @@ CREATE TABLE IF NOT EXISTS trials (
   finished REAL,
   seconds REAL,
   rerank_score REAL,
-  rerank_record TEXT
+  rerank_record TEXT,
+  rung INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS trials_status ON trials (status);
+CREATE TABLE IF NOT EXISTS rung_results (
+  trial_id INTEGER NOT NULL,
+  rung INTEGER NOT NULL,
+  steps INTEGER NOT NULL,
+  status TEXT NOT NULL CHECK (status IN ('done', 'failed')),
+  score REAL,
+  record TEXT,
+  error TEXT,
+  seconds REAL,
+  finished REAL NOT NULL,
+  PRIMARY KEY (trial_id, rung)
+);
 """
+_MIGRATIONS = {"1": "ALTER TABLE trials ADD COLUMN rung INTEGER NOT NULL DEFAULT 0"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +118,7 @@ class Trial:
   seconds: Optional[float]
   rerank_score: Optional[float]
   rerank_record: Optional[dict]
+  rung: int = 0  # successive halving: the rung of the current (or last) job
 
   @property
   def subject(self) -> "subjects.Subject":
@@ -162,7 +186,12 @@ class Store:
     except sqlite3.DatabaseError as e:
       raise SearchError(f"cannot open the trial store {path}: {e}") from None
     version = self.get_meta("schema_version")
-    if version is None:
+    if version in _MIGRATIONS:
+      with self.transaction() as db:  # all or nothing: a kill leaves schema 1 intact
+        db.execute(_MIGRATIONS[version])
+        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+                   (SCHEMA_VERSION,))
+    elif version is None:
       self.set_meta("schema_version", SCHEMA_VERSION)
     elif version != SCHEMA_VERSION:
       raise SearchError(f"{path} has store schema {version}, this code reads {SCHEMA_VERSION}")
@@ -304,13 +333,20 @@ class Store:
     return self.get(trial_id)
 
   def finish(self, trial_id: int, record: dict, score: Optional[float],
-             seconds: Optional[float]) -> bool:
-    """running -> done. False (and no change) if the trial was not running any more."""
+             seconds: Optional[float], steps: Optional[int] = None) -> bool:
+    """running -> done. False (and no change) if the trial was not running any more.
+
+    steps (successive halving): the rung's proxy steps; its result goes to rung_results."""
+    now, score, text = time.time(), _finite_or_none(score), _json_or_none(record)
     with self.transaction() as db:
       cursor = db.execute(
           "UPDATE trials SET status = 'done', score = ?, record = ?, seconds = ?, "
           "finished = ?, error = NULL WHERE id = ? AND status = 'running'",
-          (_finite_or_none(score), _json_or_none(record), seconds, time.time(), trial_id))
+          (score, text, seconds, now, trial_id))
+      if cursor.rowcount == 1 and steps is not None:
+        db.execute("INSERT OR REPLACE INTO rung_results (trial_id, rung, steps, status, score, "
+                   "record, seconds, finished) SELECT id, rung, ?, 'done', ?, ?, ?, ? FROM "
+                   "trials WHERE id = ?", (steps, score, text, seconds, now, trial_id))
       return cursor.rowcount == 1
 
   def fail(self, trial_id: int, error: str, max_attempts: int,
@@ -320,11 +356,35 @@ class Store:
       row = db.execute("SELECT attempts, status FROM trials WHERE id = ?", (trial_id,)).fetchone()
       if row is None or row["status"] != "running":
         return None
-      status = "failed" if row["attempts"] >= max_attempts else "pending"
-      db.execute("UPDATE trials SET status = ?, error = ?, seconds = ?, finished = ? "
-                 "WHERE id = ?", (status, error, seconds,
-                                  time.time() if status == "failed" else None, trial_id))
-      return status
+      if row["attempts"] >= max_attempts:
+        return self._give_up(db, trial_id, error, seconds)
+      db.execute("UPDATE trials SET status = 'pending', error = ?, seconds = ?, finished = NULL "
+                 "WHERE id = ?", (error, seconds, trial_id))
+      return "pending"
+
+  @staticmethod
+  def _give_up(db: sqlite3.Connection, trial_id: int, error: str,
+               seconds: Optional[float] = None) -> str:
+    """A job's last attempt failed: 'failed', or for a promoted cell back to 'done' at its
+    last finished rung (the failed rung is recorded, so it is never promoted again)."""
+    row = db.execute("SELECT rung FROM trials WHERE id = ?", (trial_id,)).fetchone()
+    now = time.time()
+    last = None
+    if row["rung"] > 0:
+      last = db.execute("SELECT * FROM rung_results WHERE trial_id = ? AND rung = ? AND "
+                        "status = 'done'", (trial_id, row["rung"] - 1)).fetchone()
+    if last is None:
+      db.execute("UPDATE trials SET status = 'failed', error = ?, seconds = ?, finished = ? "
+                 "WHERE id = ?", (error, seconds, now, trial_id))
+      return "failed"
+    db.execute("INSERT OR REPLACE INTO rung_results (trial_id, rung, steps, status, error, "
+               "seconds, finished) VALUES (?, ?, 0, 'failed', ?, ?, ?)",
+               (trial_id, row["rung"], error, seconds, now))
+    db.execute("UPDATE trials SET status = 'done', rung = ?, score = ?, record = ?, "
+               "seconds = ?, error = ?, finished = ? WHERE id = ?",
+               (last["rung"], last["score"], last["record"], last["seconds"], error, now,
+                trial_id))
+    return "done"
 
   def release(self, trial_id: int) -> bool:
     """running -> pending, giving the attempt back (the driver stopped it, it did not fail)."""
@@ -340,15 +400,38 @@ class Store:
       for row in db.execute("SELECT id, attempts FROM trials WHERE status = 'running' "
                             "ORDER BY id").fetchall():
         if row["attempts"] >= max_attempts:
-          db.execute("UPDATE trials SET status = 'failed', finished = ?, error = ? WHERE id = ?",
-                     (time.time(), f"interrupted on attempt {row['attempts']} of {max_attempts} "
-                      "(the search driver stopped)", row["id"]))
+          self._give_up(db, row["id"], f"interrupted on attempt {row['attempts']} of "
+                        f"{max_attempts} (the search driver stopped)")
           failed.append(row["id"])
         else:
           db.execute("UPDATE trials SET status = 'pending', error = ? WHERE id = ?",
                      ("interrupted (the search driver stopped); re-run", row["id"]))
           requeued.append(row["id"])
     return requeued, failed
+
+  def promote(self, trial_id: int, rung: int) -> Trial:
+    """done at rung-1 -> pending at `rung` with fresh attempts (successive halving)."""
+    with self.transaction() as db:
+      cursor = db.execute("UPDATE trials SET status = 'pending', rung = ?, attempts = 0, "
+                          "error = NULL, started = NULL, worker = NULL WHERE id = ? AND "
+                          "status = 'done' AND rung = ?", (rung, trial_id, rung - 1))
+      if cursor.rowcount != 1:
+        raise SearchError(f"trial {trial_id} cannot be promoted to rung {rung}: it is not done "
+                          f"at rung {rung - 1}")
+    return self.get(trial_id)
+
+  def rung_results(self, trial_id: Optional[int] = None) -> list[dict]:
+    """rung_results rows (record decoded), by trial then rung; one trial's if given."""
+    where, args = ("WHERE trial_id = ? ", (trial_id,)) if trial_id is not None else ("", ())
+    rows = self._db.execute(f"SELECT * FROM rung_results {where}ORDER BY trial_id, rung", args)
+    out = []
+    for row in rows:
+      data = dict(row)
+      if data["record"] is not None:
+        data["record"] = loads_json(data["record"], f"trial {data['trial_id']} rung "
+                                    f"{data['rung']} record", duplicates_ok=True)
+      out.append(data)
+    return out
 
   def requeue_failed(self) -> list[int]:
     """failed -> pending with fresh attempts (after fixing what made them fail)."""

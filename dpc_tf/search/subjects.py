@@ -13,6 +13,13 @@ and with `seed=K` when the subject has a seed (the re-rank's K-th seed; 0 is the
 one). So every trial function written for cells keeps working; the shipped ones (FakeTrial,
 ProxyTrial, RerankTrial) accept "aspp" and `seed`.
 
+Successive halving (algorithm.py's fidelity) adds a work order, `Fidelity`: how many proxy
+steps to reach, the poly schedule's horizon (the top rung's steps), the checkpoint folder to
+continue from and the one to save to. It travels inside the same JSON string (key
+"fidelity", so engines pass it through untouched), is never part of the fingerprint, and
+the trial function gets it as keyword arguments `steps=N, schedule_steps=M, start_from=DIR,
+save_to=DIR` (FakeTrial and ProxyTrial accept them).
+
 Pure Python: the driver resolves baselines without TensorFlow.
 """
 
@@ -30,6 +37,20 @@ ASPP_FINGERPRINT = "baseline:aspp"
 
 
 @dataclasses.dataclass(frozen=True)
+class Fidelity:
+  """A rung's work order (successive halving): train to `steps` under a poly schedule over
+  `schedule_steps`, continuing from the checkpoint folder `start_from` (None: from scratch)
+  and saving the head there-after to `save_to` (None: not saved: the top rung)."""
+  steps: int
+  schedule_steps: int
+  start_from: Optional[str] = None
+  save_to: Optional[str] = None
+
+  def kwargs(self) -> dict:
+    return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
 class Subject:
   """A cell or the ASPP head, maybe a named baseline, maybe under a seed.
 
@@ -38,6 +59,7 @@ class Subject:
   cell: Optional[Cell]  # None: the ASPP head
   baseline: Optional[str] = None  # the name it was configured by ('aspp', 'released', ...)
   seed: Optional[int] = None
+  fidelity: Optional[Fidelity] = None  # a rung's work order; not part of the identity
 
   @property
   def is_aspp(self) -> bool:
@@ -57,17 +79,22 @@ class Subject:
     return ASPP if self.cell is None else self.cell.text
 
   def to_json_string(self) -> str:
-    if self.baseline is None and self.seed is None:
+    if self.baseline is None and self.seed is None and self.fidelity is None:
       return self.cell.to_json_string()
     data = {"baseline": self.baseline}
     if self.cell is not None:
       data["cell"] = self.cell.to_json()
     if self.seed is not None:
       data["seed"] = self.seed
+    if self.fidelity is not None:
+      data["fidelity"] = self.fidelity.kwargs()
     return json.dumps(data, sort_keys=True)
 
   def with_seed(self, seed: int) -> "Subject":
     return dataclasses.replace(self, seed=int(seed))
+
+  def with_fidelity(self, fidelity: Optional[Fidelity]) -> "Subject":
+    return dataclasses.replace(self, fidelity=fidelity)
 
 
 def decode(cell_json: str) -> Subject:
@@ -76,14 +103,17 @@ def decode(cell_json: str) -> Subject:
   if isinstance(data, list):
     return Subject(Cell.from_json(data))
   cell = Cell.from_json(data["cell"]) if data.get("cell") is not None else None
-  return Subject(cell, data.get("baseline"), data.get("seed"))
+  fidelity = Fidelity(**data["fidelity"]) if data.get("fidelity") else None
+  return Subject(cell, data.get("baseline"), data.get("seed"), fidelity)
 
 
 def call_trial(trial_fn, subject: Subject) -> dict:
-  """trial_fn(cell or 'aspp'[, seed=K]): see the module doc."""
-  if subject.seed is None:
-    return trial_fn(subject.argument)
-  return trial_fn(subject.argument, seed=subject.seed)
+  """trial_fn(cell or 'aspp'[, seed=K][, steps=N, schedule_steps=M, start_from=..,
+  save_to=..]): see the module doc."""
+  kwargs = {} if subject.fidelity is None else subject.fidelity.kwargs()
+  if subject.seed is not None:
+    kwargs["seed"] = subject.seed
+  return trial_fn(subject.argument, **kwargs)
 
 
 def resolve_baseline(spec: str) -> Subject:

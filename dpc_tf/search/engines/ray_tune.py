@@ -113,17 +113,15 @@ class RayEngine:
     concurrency = self._concurrency(ray)
     logging.info("ray engine: up to %d trials at once (%s CPU, %s GPU per trial)",
                  concurrency, self.cpus_per_trial, self.gpus_per_trial)
-    counts = coordinator.counts()
-    remaining = coordinator.budget - counts["done"] - counts["failed"]
     trainable = tune.with_resources(tune.with_parameters(ray_trial, payload=payload),
                                     {"cpu": self.cpus_per_trial, "gpu": self.gpus_per_trial})
     tuner = tune.Tuner(
         trainable, param_space={},
         tune_config=tune.TuneConfig(
             search_alg=ray_searcher.StoreSearcher(coordinator),
-            # An upper bound (every remaining trial on every attempt); the searcher says
+            # An upper bound (every remaining job on every attempt); the searcher says
             # FINISHED as soon as the budget is spent.
-            num_samples=max(1, remaining * coordinator.max_attempts),
+            num_samples=max(1, coordinator.remaining_jobs()),
             max_concurrent_trials=concurrency, reuse_actors=self.reuse_actors,
             trial_name_creator=lambda t: f"trial_{t.config.get('trial_index', 'x')}",
             trial_dirname_creator=lambda t: f"trial_{t.config.get('trial_index', 'x')}_{t.trial_id}"),
