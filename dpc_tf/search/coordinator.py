@@ -154,11 +154,11 @@ class Coordinator:
     """The next trial to run, marked running; None if nothing may start now."""
     if self.error is not None:
       return None
+    if self.rungs is not None:
+      return self._next_rung_trial(worker)
     counts = self.counts()
     if counts["done"] + counts["failed"] + counts["running"] >= self.budget:
       return None
-    if self.rungs is not None:
-      return self._next_rung_trial(worker)
     pending = self.store.next_pending()  # baselines (negative ids) first
     if pending is None:
       index = self.store.num_suggested()
