@@ -65,3 +65,24 @@ def test_ray_engine_out_of_attempts_and_trial_exceptions(tmp_path, local_ray):
   assert "the Ray trial process failed" in trials[0].error  # died: Ray's own error text
   assert "RuntimeError: injected failure" in trials[1].error  # raised: the trial's traceback
   assert all(t.attempts == 1 for t in trials)
+
+
+def test_ray_engine_runs_successive_halving_with_continuations(tmp_path, local_ray):
+  """Rung work orders travel through Tune untouched: 60 steps = 4 new cells (10) and the
+  best of the first three promoted to 30, continuing from its saved state."""
+  from dpc_tf.search.halving import Rungs  # pylint: disable=import-outside-toplevel
+  algorithm = RandomSearch(num_branches=4, budget=2, top_k=3, seed=2, rungs=Rungs((10, 30), 3))
+  store = Store(str(tmp_path / "trials.sqlite"))
+  coordinator = Coordinator(store, algorithm, max_attempts=1)
+  RayEngine(max_concurrent=2).run(coordinator, WorkerPayload(FakeTrial(step_noise=0.1)),
+                                  str(tmp_path))
+  results = store.rung_results()
+  assert sorted((r["rung"], r["steps"]) for r in results) == [(0, 10)] * 4 + [(1, 30)]
+  promoted = next(r for r in results if r["rung"] == 1)
+  started = store.get(promoted["trial_id"]).started  # when its rung 1 was dispatched
+  known = [r for r in results if r["rung"] == 0 and r["finished"] <= started]
+  assert len(known) >= 3  # no promotion before a third of 3 results
+  assert promoted["trial_id"] == max(known, key=lambda r: r["score"])["trial_id"]
+  assert promoted["record"]["resumed_from_steps"] == 10
+  assert os.path.exists(tmp_path / "heads" / f"trial_{promoted['trial_id']}" / "steps_10"
+                        / "state.json")
