@@ -30,6 +30,16 @@ class ContinuationError(DpcError):
   """start_from is missing, unreadable or belongs to another head or schedule."""
 
 
+def checkpoint_of(model, optimizer) -> tf.train.Checkpoint:
+  """The head's whole training state. The dropout layers' seed-generator states are listed
+  explicitly: tf.train.Checkpoint does not reach them through a Keras 3 model, and without
+  them a continued run would draw other dropout masks than an uninterrupted one."""
+  seeds = sorted((v for v in model.variables if "seed_generator" in v.path),
+                 key=lambda v: v.path)
+  return tf.train.Checkpoint(model=model, optimizer=optimizer,
+                             **{f"seed_state_{i}": v.value for i, v in enumerate(seeds)})
+
+
 def identity(head: str, fingerprint: Optional[str], schedule_steps: int, seed: int) -> dict:
   """What must match for a continuation to be the same training run."""
   return {"head": head, "cell_fingerprint": fingerprint, "schedule_steps": schedule_steps,

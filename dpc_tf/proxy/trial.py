@@ -209,7 +209,7 @@ def run_proxy_trial(cell, cache_dir: str, head: str = "dpc", start_from: Optiona
       name="proxy_head", **widths)
   record = head_costs(model, evaluation.feature_shape)
   trainer = _Trainer(model, cfg, num_classes)
-  checkpoint = tf.train.Checkpoint(model=model, optimizer=trainer.optimizer)
+  checkpoint = head_state.checkpoint_of(model, trainer.optimizer)
   state = head_state.identity(head, cell.fingerprint() if cell else None,
                               cfg.schedule_steps or cfg.steps, cfg.seed)
   resumed = (head_state.restore(checkpoint, start_from, state, cfg.steps)

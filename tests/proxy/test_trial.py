@@ -154,3 +154,45 @@ def test_proxy_beats_chance_and_ranks_a_reasonable_cell_over_a_degenerate_one(bl
   assert degenerate["miou"] < chance + 0.02
   assert reasonable["miou"] > 1.4 * chance and reasonable["miou"] > degenerate["miou"] + 0.05
   assert reasonable["final_loss"] < 0.8 * degenerate["final_loss"]
+
+
+def _checkpoint_values(folder):
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  reader = tf.train.load_checkpoint(folder + "/ckpt")
+  return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+          if "OPTIMIZER_SLOT" in name or name.startswith(("model/", "optimizer/"))}
+
+
+def test_a_continued_run_equals_an_uninterrupted_one(tiny_cache, tmp_path):
+  """Rungs 3 -> 9 steps (schedule over 9) end with the weights, optimizer slots, step
+  counter and dropout draws of one straight 9-step run: continuation really resumes."""
+  settings = dict(FAST, schedule_steps=9, learning_rate=0.05, dropout=0.5)
+  cell = "F:sep3x3@3x3 0:conv1x1"
+  straight = run_proxy_trial(cell, tiny_cache, save_to=str(tmp_path / "straight"),
+                             **dict(settings, steps=9))
+  first = run_proxy_trial(cell, tiny_cache, save_to=str(tmp_path / "rung0"),
+                          **dict(settings, steps=3))
+  second = run_proxy_trial(cell, tiny_cache, start_from=str(tmp_path / "rung0"),
+                           save_to=str(tmp_path / "rung1"), **dict(settings, steps=9))
+  assert (first["steps"], second["steps"], second["resumed_from_steps"]) == (3, 9, 3)
+  assert second["schedule_steps"] == 9 and first["resumed_from_steps"] is None
+  expected, got = _checkpoint_values(str(tmp_path / "straight")), _checkpoint_values(
+      str(tmp_path / "rung1"))
+  assert set(expected) == set(got) and any("iter" in name for name in got)
+  for name, value in expected.items():
+    np.testing.assert_allclose(got[name], value, rtol=1e-5, atol=1e-6, err_msg=name)
+  assert second["miou"] == pytest.approx(straight["miou"], abs=1e-6)
+  assert second["final_loss"] == pytest.approx(straight["final_loss"], rel=1e-5)
+
+
+def test_continuing_from_another_cell_or_a_later_state_is_refused(tiny_cache, tmp_path):
+  run_proxy_trial("F:conv1x1", tiny_cache, save_to=str(tmp_path / "s"),
+                  **dict(FAST, steps=2, schedule_steps=6))
+  with pytest.raises(DpcError, match="cell_fingerprint"):
+    run_proxy_trial("F:sep3x3@1x1", tiny_cache, start_from=str(tmp_path / "s"),
+                    **dict(FAST, schedule_steps=6))
+  with pytest.raises(DpcError, match="reached 2 steps, this trial trains to 2"):
+    run_proxy_trial("F:conv1x1", tiny_cache, start_from=str(tmp_path / "s"),
+                    **dict(FAST, steps=2, schedule_steps=6))
+  with pytest.raises(DpcError, match="no state.json"):
+    run_proxy_trial("F:conv1x1", tiny_cache, start_from=str(tmp_path / "none"), **FAST)
