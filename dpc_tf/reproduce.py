@@ -4,6 +4,8 @@
   fidelity         claim 1: Spearman rho of proxy vs full-task scores over >= 20 cells
   vs_aspp          claim 2: the searched cell vs the ASPP head and random cells (full task)
   proxy_cost       claim 4: wall seconds per trial and per step, proxy vs full task
+  halving          beyond the paper: successive halving vs flat search at equal proxy
+                   steps over --search_seeds (the fake trial; seconds; reproduction/halving.py)
   report           docs/REPRODUCTION.md and docs/reproduction/*.png from the stored JSON
 
 Every finished trial is stored as WORK_DIR/<kind>/<key>.json (atomically): rerun a
@@ -19,10 +21,10 @@ from absl import flags, logging
 
 from dpc_tf import app
 from dpc_tf.errors import DpcError
-from dpc_tf.reproduction import claims, report
+from dpc_tf.reproduction import claims, halving, report
 from dpc_tf.reproduction.store import ResultStore
 
-SUBCOMMANDS = ("search_strategy", "fidelity", "vs_aspp", "proxy_cost", "report")
+SUBCOMMANDS = ("search_strategy", "fidelity", "vs_aspp", "proxy_cost", halving.NAME, "report")
 
 flags.DEFINE_string("work_dir", "/tmp/dpc_tf_reproduction",
                     "Where every trial's JSON, the feature cache and model folders go.")
@@ -69,6 +71,13 @@ def main(args: list[str]) -> int:
   if command == "report":
     path = report.write_report(store, FLAGS.docs_dir)
     print(f"wrote {path}")
+    return 0
+  if command == halving.NAME:  # the fake trial: no runner, no TensorFlow
+    summary = halving.study(halving.Settings(seeds=tuple(app.integers("search_seeds"))))
+    path = store.write_claim(halving.NAME, summary)
+    print(f"{command}: mean best-5 flat {summary['mean_flat_best_k']:.4f}, halving "
+          f"{summary['mean_halving_best_k']:.4f}; median steps ratio "
+          f"{summary['median_steps_ratio']}; summary in {path}")
     return 0
   from dpc_tf.reproduction import runners  # pylint: disable=import-outside-toplevel
   runner = runners.TfRunner(FLAGS.work_dir, FLAGS.gin_file or runners.DEFAULT_GIN,

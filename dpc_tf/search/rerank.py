@@ -8,7 +8,7 @@ search. Finished re-rank scores are copied into the main store (rerank_score), w
 results.csv and best_cells read.
 
 The set (rerank_subjects): the top proxy cells under the search's objective (objectives.py:
-by score, or Pareto front first), skipping any cell closer than `min_distance` branch edits
+by score, or Pareto front first; under successive halving, cells of the highest rung first), skipping any cell closer than `min_distance` branch edits
 to one already in (so the re-rank can tell different designs apart rather than re-scoring
 near-copies), then every baseline whose proxy trial is done. Each is trained under `seeds`
 seeds (0 = the configured seed, K adds K); its rerank_score is the mean over the seeds that
@@ -55,7 +55,10 @@ def rerank_candidates(store: Store, top_k: int, objective: str = "miou",
                       min_distance: int = 0) -> list[Trial]:
   """The top_k done searched trials under the objective, best first, kept diverse."""
   done = [t for t in store.trials("done") if not t.is_baseline]
-  ordered = objectives.order(done, objective, lambda t: t.score, madds_of, lambda t: t.id)
+  ordered = []
+  for rung in sorted({t.rung for t in done}, reverse=True):  # halving: top rung first
+    ordered += objectives.order([t for t in done if t.rung == rung], objective,
+                                lambda t: t.score, madds_of, lambda t: t.id)
   return objectives.diverse(ordered, top_k, min_distance, lambda t: t.cell)
 
 

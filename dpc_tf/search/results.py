@@ -12,7 +12,7 @@ under successive halving) and `scores_by_steps` its score at every rung, e.g.
 `100:0.512 300:0.583`; a cell promoted and still running its next rung is listed (status
 'running' or 'pending') with what it has so far.
 Ranking for best_cells: trials with a re-rank score first (by that score), then the rest by
-proxy score, ties to the earlier trial. rank_1.json is the winner, in the released format.
+highest rung (successive halving) and proxy score, ties to the earlier trial. rank_1.json is the winner, in the released format.
 """
 
 from __future__ import annotations
@@ -90,7 +90,9 @@ def ranking(store: Store) -> list[Trial]:
   def key(t: Trial):
     if t.rerank_score is not None:
       return (0, -t.rerank_score, t.id)
-    return (1, -(t.score if t.score is not None else float("-inf")), t.id)
+    # Successive halving: a cell scored at more steps outranks one stopped at a lower rung
+    # (its low-rung score is noisier and from less training); flat searches are all rung 0.
+    return (1, -t.rung, -(t.score if t.score is not None else float("-inf")), t.id)
   return sorted(scored, key=key)
 
 
