@@ -84,7 +84,9 @@ def run_search(settings: Settings, seed: int, fidelity: str, folder: str) -> dic
       full.setdefault(trial.fingerprint, fake.score(cell, steps=top))
       best = sorted(store.trials("done"), key=_ranking_key)[:settings.best_k]
       if len(best) == settings.best_k:
-        curve.append([spent, statistics.fmean(full[t.fingerprint] for t in best)])
+        value = statistics.fmean(full[t.fingerprint] for t in best)
+        if not curve or value != curve[-1][1]:  # the curve's steps: where it changes
+          curve.append([spent, value])
     cells = store.trials()
   return {"fidelity": fidelity, "seed": seed, "steps": spent, "jobs": jobs,
           "cells": len(cells), "cells_at_top": sum(t.rung == rungs.top for t in cells)
@@ -117,6 +119,8 @@ def study(settings: Settings = Settings()) -> dict:
                      "halving_steps_to_target": halving_steps,
                      "steps_ratio": (halving_steps / flat_steps
                                      if halving_steps is not None else None),
+                     "budget_fraction": (halving_steps / flat["steps"]
+                                         if halving_steps is not None else None),
                      "flat_cells": flat["cells"], "halving_cells": halving["cells"],
                      "halving_cells_at_top": halving["cells_at_top"]})
   reached = [p["steps_ratio"] for p in per_seed if p["steps_ratio"] is not None]
@@ -130,6 +134,9 @@ def study(settings: Settings = Settings()) -> dict:
           "seeds_reaching_target": len(reached),
           "median_steps_ratio": statistics.median(reached) if reached else None,
           "mean_steps_ratio": statistics.fmean(reached) if reached else None,
+          "median_budget_fraction": statistics.median(
+              p["budget_fraction"] for p in per_seed if p["budget_fraction"] is not None)
+          if reached else None,
           "runs": runs}
 
 
@@ -150,20 +157,23 @@ def markdown(result: dict) -> list[str]:
       f"{len(s['seeds'])} seeds; best-{s['best_k']} = the {s['best_k']} cells a search "
       "hands on (highest rung, then score), scored at full fidelity.", "",
       f"| seed | flat best-{s['best_k']} | halving best-{s['best_k']} | flat steps to it | "
-      "halving steps to it | ratio | cells flat / halving (at top) |",
-      "|---|---|---|---|---|---|---|"]
+      "halving steps to it | ratio | of the flat budget | cells flat / halving (at top) |",
+      "|---|---|---|---|---|---|---|---|"]
   for p in result["per_seed"]:
     lines.append(f"| {p['seed']} | {_f(p['flat_best_k'])} | {_f(p['halving_best_k'])} | "
                  f"{p['flat_steps_to_target']} | {p['halving_steps_to_target'] or 'never'} | "
-                 f"{_f(p['steps_ratio'], 2)} | {p['flat_cells']} / {p['halving_cells']} "
+                 f"{_f(p['steps_ratio'], 2)} | {_f(p['budget_fraction'], 2)} | "
+                 f"{p['flat_cells']} / {p['halving_cells']} "
                  f"({p['halving_cells_at_top']}) |")
   lines += ["", f"- mean best-{s['best_k']} full-fidelity score: flat "
             f"{_f(result['mean_flat_best_k'])}, halving {_f(result['mean_halving_best_k'])} "
             f"(halving higher on {result['halving_wins']} of {len(result['per_seed'])} seeds, "
             f"{result['ties']} ties)",
             f"- proxy steps halving needs to reach the flat search's final best-{s['best_k']} "
-            f"quality, as a fraction of the flat search's: median "
-            f"{_f(result['median_steps_ratio'], 2)}, mean {_f(result['mean_steps_ratio'], 2)} "
-            f"(reached on {result['seeds_reaching_target']} of {len(result['per_seed'])} "
-            "seeds; the issue's target: <= 0.33)"]
+            f"quality, as a fraction of the steps the flat search itself needed to reach it: "
+            f"median {_f(result['median_steps_ratio'], 2)}, mean "
+            f"{_f(result['mean_steps_ratio'], 2)}; as a fraction of the flat search's whole "
+            f"budget: median {_f(result['median_budget_fraction'], 2)} (reached on "
+            f"{result['seeds_reaching_target']} of {len(result['per_seed'])} seeds; the "
+            "issue's target: <= 0.33)"]
   return lines

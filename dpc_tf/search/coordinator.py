@@ -118,6 +118,12 @@ class Coordinator:
     left = max(0, self.budget_steps - self.committed_steps) // self.rungs.min_cost()
     return (left + counts["pending"] + counts["running"]) * self.max_attempts
 
+  def spent_steps(self) -> int:
+    """Successive halving: proxy steps of the searched jobs finished (or given up) so far."""
+    queued = sum(self.rungs.cost(t.rung) for t in self.store.trials("pending", "running")
+                 if not t.is_baseline)
+    return self.committed_steps - queued
+
   def best(self) -> Optional[Observation]:
     top = self.algorithm.top(list(self._observations.values()))
     return top[0] if top else None

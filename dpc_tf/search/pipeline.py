@@ -209,8 +209,13 @@ def run_trials(label: str, store: Store, algorithm, engine, payload: WorkerPaylo
                             metric=settings.metric,
                             max_consecutive_failures=settings.max_consecutive_failures,
                             listeners=tuple(listeners), baselines=baselines)
-  progress = Progress(coordinator.budget, settings.progress_interval_s, settings.metric,
-                      label=label)
+  if coordinator.rungs is not None:  # successive halving: the budget is proxy steps
+    progress = Progress(coordinator.budget_steps, settings.progress_interval_s,
+                        settings.metric, label=label, unit="proxy steps",
+                        spent=coordinator.spent_steps)
+  else:
+    progress = Progress(coordinator.budget, settings.progress_interval_s, settings.metric,
+                        label=label)
   coordinator.listeners.insert(0, progress)
   if coordinator.requeued or coordinator.lost:
     logging.info("%s: resumed; %d interrupted trial(s) requeued %s, %d on their last attempt "

@@ -4,6 +4,8 @@ A listener on the coordinator: it is told about every finished or failed attempt
 one absl line, at most one per `min_interval_s` (a 370-worker search finishes a trial every
 few seconds) except for the last trial and failures, which always log. The rate and ETA
 count only this driver session, so a resumed search is not credited with earlier work.
+Under successive halving the budget is proxy steps: `unit='proxy steps'` and `spent` (the
+coordinator's finished steps) replace the count of finished trials.
 """
 
 from __future__ import annotations
@@ -38,8 +40,11 @@ class Progress:
 
   def __init__(self, budget: int, min_interval_s: float = 10.0, metric: str = "miou",
                label: str = "search", clock: Callable[[], float] = time.monotonic,
-               log: Callable[[str], None] = lambda line: logging.info("%s", line)):
+               log: Callable[[str], None] = lambda line: logging.info("%s", line),
+               unit: str = "trials", spent: Optional[Callable[[], int]] = None):
     self.budget = budget
+    self.unit = unit
+    self.spent = spent  # None: finished trials (done + failed) are the progress
     self.label = label
     self.min_interval_s = min_interval_s
     self.metric = metric
@@ -50,9 +55,12 @@ class Progress:
     self.last_time = -float("inf")
     self.last_line = ""
 
+  def _progress(self, counts: dict[str, int]) -> int:
+    return self.spent() if self.spent is not None else counts["done"] + counts["failed"]
+
   def begin(self, counts: dict[str, int]) -> None:
     self.start_time = self.clock()
-    self.start_terminal = counts["done"] + counts["failed"]
+    self.start_terminal = self._progress(counts)
 
   def eta_seconds(self, terminal: int) -> float:
     """Seconds to the budget at this session's rate; NaN before the first result."""
@@ -71,12 +79,13 @@ class Progress:
     return (terminal - self.start_terminal) * 3600.0 / elapsed if elapsed > 0 else float("nan")
 
   def line(self, counts: dict[str, int], best) -> str:
-    terminal = counts["done"] + counts["failed"]
+    terminal = self._progress(counts)
     best_text = (f"best {self.metric} {best.score:.4f} (trial {best.index}: {best.cell.text})"
                  if best is not None else f"best {self.metric} -")
     rate = self.rate_per_hour(terminal)
-    rate_text = f"{rate:.1f} trials/h" if rate == rate else "- trials/h"
-    return (f"{self.label}: {terminal}/{self.budget} finished ({counts['done']} done, "
+    rate_text = f"{rate:.1f} {self.unit}/h" if rate == rate else f"- {self.unit}/h"
+    of = f"{terminal}/{self.budget}" + (f" {self.unit}" if self.spent is not None else "")
+    return (f"{self.label}: {of} finished ({counts['done']} done, "
             f"{counts['failed']} failed), {counts['running']} running, {counts['pending']} "
             f"queued | {best_text} | {rate_text} | ETA {format_duration(self.eta_seconds(terminal))}")
 
@@ -85,7 +94,7 @@ class Progress:
       self.begin(coordinator.counts())
     counts = coordinator.counts()
     now = self.clock()
-    terminal = counts["done"] + counts["failed"]
+    terminal = self._progress(counts)
     if trial.status != "done":
       logging.warning("trial %d (%s) attempt %d failed%s: %s", trial.id, trial.cell_text,
                       trial.attempts, ", will retry" if trial.status == "pending" else "",
