@@ -184,8 +184,11 @@ def test_report_from_stored_json(tmp_path):
   assert "Not run yet." in open(path).read()
   for name in ("search_strategy", "fidelity", "vs_aspp", "proxy_cost"):
     getattr(claims, name)(store, runner, SMALL)
+  from dpc_tf.reproduction import halving  # pylint: disable=import-outside-toplevel
+  store.write_claim(halving.NAME, halving.study(halving.Settings(seeds=(0,), budget=5)))
   text = open(report.write_report(store, str(docs))).read()
   assert "Not run yet." not in text and "Spearman rho" in text
+  assert "## 5. Beyond the paper: successive halving" in text
   assert "best k cells" in text and "| 5 |" in text
   assert "At the paper's scale" not in text  # no proxy benchmark yet
   (docs / "benchmarks").mkdir()
@@ -200,7 +203,7 @@ def test_report_from_stored_json(tmp_path):
     report.write_report(ResultStore(str(tmp_path / "other")), str(docs))
   fresh = ResultStore(str(tmp_path / "other"))
   claims.proxy_cost(fresh, runner, SMALL)
-  with pytest.raises(DpcError, match="lacks fidelity, vs_aspp, search_strategy, which"):
+  with pytest.raises(DpcError, match="lacks fidelity, vs_aspp, search_strategy, halving, which"):
     report.write_report(fresh, str(docs))
 
 
@@ -224,3 +227,22 @@ def test_report_on_an_empty_work_folder_is_refused(commands, tmp_path):
   assert result.returncode == EXIT_USER_ERROR
   assert "holds no claim results; refusing to overwrite" in commands.error_line(result)
   assert (docs / "REPRODUCTION.md").read_text() == "the real report\n"
+
+
+def test_halving_study_compares_at_equal_steps():
+  from dpc_tf.reproduction import halving  # pylint: disable=import-outside-toplevel
+  result = halving.study(halving.Settings(seeds=(0, 1), budget=6))
+  assert [(r["fidelity"], r["steps"]) for r in result["runs"]] == [
+      ("flat", 5400), ("successive_halving", 5400)] * 2  # equal compute: 6 x 900 steps
+  for run in result["runs"]:
+    assert run["curve"][-1] == [run["steps"], run["final_best_k"]] or (
+        run["curve"][-1][0] <= run["steps"] and run["curve"][-1][1] == run["final_best_k"])
+  flat = [r for r in result["runs"] if r["fidelity"] == "flat"]
+  assert all(r["cells"] == 6 and r["jobs"] == 6 for r in flat)
+  for p in result["per_seed"]:
+    assert p["flat_steps_to_target"] <= 5400
+    if p["halving_steps_to_target"] is not None:
+      assert p["steps_ratio"] == p["halving_steps_to_target"] / p["flat_steps_to_target"]
+  assert halving.steps_to_reach([[100, 0.5], [300, 0.7]], 0.6) == 300
+  assert halving.steps_to_reach([[100, 0.5]], 0.6) is None
+  assert "not the real proxy" in "\n".join(halving.markdown(result))

@@ -31,6 +31,7 @@ import tempfile
 import time
 from typing import Optional, Sequence
 
+from dpc_tf.errors import DpcError
 from dpc_tf.search import halving as halving_lib
 from dpc_tf.search.algorithm import RandomSearch
 from dpc_tf.search.coordinator import Coordinator
@@ -101,6 +102,9 @@ def steps_to_reach(curve: Sequence[Sequence[float]], target: float) -> Optional[
 
 def study(settings: Settings = Settings()) -> dict:
   """Both searches for every seed, and the comparison."""
+  if settings.budget < settings.best_k or len(settings.seeds) < 1:
+    raise DpcError(f"halving study: the budget ({settings.budget} top-rung trials) must be at "
+                   f"least best_k ({settings.best_k}), with one seed or more")
   runs = []
   with tempfile.TemporaryDirectory(prefix="dpc-halving-") as folder:
     for seed in settings.seeds:
