@@ -34,6 +34,8 @@ import math
 import os
 from typing import Callable, Optional, Sequence
 
+from absl import logging
+
 from dpc_tf.search.algorithm import History, Observation, RandomSearch
 from dpc_tf.search.errors import SearchError
 from dpc_tf.search.store import TERMINAL, Store, Trial
@@ -218,6 +220,9 @@ class Coordinator:
     status = self.store.fail(trial_id, error, self.max_attempts, seconds)
     if status is None:
       return None
+    if status == "done":  # a promoted cell gave up its rung: it keeps the rung before
+      logging.warning("trial %d: its promoted rung failed %d time(s), it stays at its last "
+                      "finished rung: %s", trial_id, self.max_attempts, headline(error))
     self._consecutive_failures += 1
     if 0 < self.max_consecutive_failures <= self._consecutive_failures and self.error is None:
       self.error = SearchError(

@@ -38,9 +38,10 @@ ASPP_FINGERPRINT = "baseline:aspp"
 
 @dataclasses.dataclass(frozen=True)
 class Fidelity:
-  """A rung's work order (successive halving): train to `steps` under a poly schedule over
-  `schedule_steps`, continuing from the checkpoint folder `start_from` (None: from scratch)
-  and saving the head there-after to `save_to` (None: not saved: the top rung)."""
+  """A rung's work order (successive halving): train to `steps` (a total, not an increment)
+  under a poly schedule over `schedule_steps`, continuing from the checkpoint folder
+  `start_from` (None: from scratch), then save the head's state to `save_to` (None: the top
+  rung, nothing to continue)."""
   steps: int
   schedule_steps: int
   start_from: Optional[str] = None

@@ -170,11 +170,11 @@ def _count_rung_results(path):
     db.close()
 
 
-@pytest.mark.parametrize("engine", ["local"])
-def test_sigkill_mid_rung_then_resume_finishes_the_budget_exactly(tmp_path, commands, engine):
+def test_sigkill_mid_rung_then_resume_finishes_the_budget_exactly(tmp_path, commands):
+  """The local engine with 2 workers (the Ray engine's halving run: test_ray_engine.py)."""
   search_dir, log = str(tmp_path / "search"), str(tmp_path / "log")
   args = ["--gin_file=gin/search/fake_demo_halving.gin", f"--search_dir={search_dir}",
-          "--budget=2", "--workers=2", f"--engine={engine}",
+          "--budget=2", "--workers=2",
           "--gin_bindings=fake_trial.sleep_s = 0.2", f"--gin_bindings=fake_trial.log_path = '{log}'",
           "--gin_bindings=search_pipeline.rerank_top_k = 0",
           "--gin_bindings=search_pipeline.plots = False"]
