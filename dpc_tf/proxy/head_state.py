@@ -46,9 +46,9 @@ def identity(head: str, fingerprint: Optional[str], schedule_steps: int, seed: i
           "seed": seed}
 
 
-def restore(checkpoint: tf.train.Checkpoint, start_from: str, expected: dict,
-            steps: int) -> int:
-  """Restores `checkpoint` from `start_from`; returns the steps it had reached."""
+def check(start_from: str, expected: dict, steps: int) -> int:
+  """The steps `start_from` reached, if it is an earlier state of this very run (JSON only:
+  a wrong folder is refused before any model is built)."""
   path = os.path.join(start_from, STATE_FILE)
   if not os.path.isfile(path):
     raise ContinuationError(f"cannot continue from {start_from}: no {STATE_FILE} (the rung "
@@ -62,8 +62,12 @@ def restore(checkpoint: tf.train.Checkpoint, start_from: str, expected: dict,
   if not isinstance(reached, int) or not 0 < reached < steps:
     raise ContinuationError(f"cannot continue from {start_from}: it reached {reached!r} steps, "
                             f"this trial trains to {steps}")
-  checkpoint.read(os.path.join(start_from, _PREFIX)).assert_consumed()
   return reached
+
+
+def restore(checkpoint: tf.train.Checkpoint, start_from: str) -> None:
+  """Restores every variable of `checkpoint` (model, optimizer, seed states) from start_from."""
+  checkpoint.read(os.path.join(start_from, _PREFIX)).assert_consumed()
 
 
 def save(checkpoint: tf.train.Checkpoint, save_to: str, state: dict) -> None:

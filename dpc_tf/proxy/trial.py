@@ -199,6 +199,10 @@ def run_proxy_trial(cell, cache_dir: str, head: str = "dpc", start_from: Optiona
   output_stride = int(_require(cache.identity, "output_stride", where))
   crop = _require(train.settings, "crop", where + " (train settings)")
 
+  state = head_state.identity(head, cell.fingerprint() if cell else None,
+                              cfg.schedule_steps or cfg.steps, cfg.seed)
+  resumed = head_state.check(start_from, state, cfg.steps) if start_from else None
+
   keras.backend.clear_session()  # a worker runs trial after trial: drop the last one's graph
   keras.utils.set_random_seed(cfg.seed)
   if cfg.deterministic:
@@ -210,10 +214,8 @@ def run_proxy_trial(cell, cache_dir: str, head: str = "dpc", start_from: Optiona
   record = head_costs(model, evaluation.feature_shape)
   trainer = _Trainer(model, cfg, num_classes)
   checkpoint = head_state.checkpoint_of(model, trainer.optimizer)
-  state = head_state.identity(head, cell.fingerprint() if cell else None,
-                              cfg.schedule_steps or cfg.steps, cfg.seed)
-  resumed = (head_state.restore(checkpoint, start_from, state, cfg.steps)
-             if start_from else None)
+  if start_from:
+    head_state.restore(checkpoint, start_from)
 
   train_count = train.count - cfg.holdout_examples
   if train_count < cfg.batch_size:
