@@ -51,7 +51,8 @@ def trial_row(trial: Trial, rungs: Sequence[dict] = ()) -> dict:
     max_steps = done[-1]["steps"]
     by_steps = " ".join(f"{r['steps']}:{_number(r['score'])}" for r in done)
   else:
-    max_steps = record.get("steps") if trial.score is not None else None
+    # a flat search: the trial's own steps (none for a fake trial, which trains nothing)
+    max_steps = (record.get("steps") or None) if trial.score is not None else None
     by_steps = f"{max_steps}:{_number(trial.score)}" if max_steps is not None else ""
   if rungs and rungs[-1]["status"] == "failed" and not error:
     error = f"rung {rungs[-1]['rung']} failed: " + headline(rungs[-1]["error"])
