@@ -16,8 +16,13 @@ decision is here, so both engines share the budget, retry and resume semantics:
   resume), run before any suggestion, retried and resumed like any trial, never counted in
   the algorithm's budget and never seen by it as a parent. `self.budget` is the number of
   rows a finished run holds: the algorithm's budget plus the baselines.
-- A run of `max_consecutive_failures` failed attempts with no success in between stops the
-  search with the last error (a broken trial function should not burn the budget).
+- A run of `max_consecutive_failures` failed attempts with no success in between, or a
+  search whose every trial failed, stops the search with the last error. Such a run is a
+  config mistake or a broken environment, not the cells' fault: the store forgives the
+  attempts that failed in it (the trials are pending again, attempts 0), so it never burns
+  the budget and the same command continues once the cause is fixed.
+- A driver that dies (or stops) gives its running trials their attempt back (Store.recover,
+  Store.release): a kill is never the cell's fault.
 """
 
 from __future__ import annotations
@@ -52,9 +57,10 @@ class Coordinator:
     self.listeners = list(listeners)
     self.error: Optional[SearchError] = None
     self._consecutive_failures = 0
+    self._failure_run: set[int] = set()  # trials with a failed attempt since the last success
     self._seen: set[str] = set()
     self._observations: list[Observation] = []
-    self.requeued, self.lost = store.recover(max_attempts)
+    self.requeued = store.recover()
     for trial in store.trials():
       self._seen.add(trial.fingerprint)
       if trial.status == "done":
@@ -107,6 +113,7 @@ class Coordinator:
     if not self.store.finish(trial_id, record, None if math.isnan(score) else score, seconds):
       return  # it was not running any more (e.g. timed out meanwhile): first outcome wins
     self._consecutive_failures = 0
+    self._failure_run.clear()
     trial = self.store.get(trial_id)
     self._observe(trial)
     self._notify(trial)
@@ -117,10 +124,19 @@ class Coordinator:
     if status is None:
       return None
     self._consecutive_failures += 1
-    if 0 < self.max_consecutive_failures <= self._consecutive_failures and self.error is None:
+    self._failure_run.add(trial_id)
+    if self.error is None and self.max_consecutive_failures > 0 and (
+        self._consecutive_failures >= self.max_consecutive_failures
+        or (self.terminal() >= self.budget and self.counts()["done"] == 0)):
       self.error = SearchError(
           f"{self._consecutive_failures} trial attempts failed in a row, the last (trial "
-          f"{trial_id}): {headline(error)}; fix the cause and rerun the same command to resume")
+          f"{trial_id}): {headline(error)}; none was counted against the budget: fix the "
+          "cause and rerun the same command to continue")
+    if self.error is not None:  # stopped: this run of failures is not the cells' fault
+      self.store.forgive(sorted(self._failure_run), "not counted (the search stopped on "
+                         f"{self._consecutive_failures} failures in a row): ")
+      self._failure_run.clear()
+      status = "pending"
     self._notify(self.store.get(trial_id))
     return status
 

@@ -212,10 +212,9 @@ def run_trials(label: str, store: Store, algorithm, engine, payload: WorkerPaylo
   progress = Progress(coordinator.budget, settings.progress_interval_s, settings.metric,
                       label=label)
   coordinator.listeners.insert(0, progress)
-  if coordinator.requeued or coordinator.lost:
-    logging.info("%s: resumed; %d interrupted trial(s) requeued %s, %d on their last attempt "
-                 "marked failed %s", label, len(coordinator.requeued), coordinator.requeued,
-                 len(coordinator.lost), coordinator.lost)
+  if coordinator.requeued:
+    logging.info("%s: resumed; %d interrupted trial(s) requeued %s (a driver stop costs no "
+                 "attempt)", label, len(coordinator.requeued), coordinator.requeued)
   counts = coordinator.counts()
   if coordinator.finished():
     logging.info("%s: complete, %d done and %d failed of %d", label, counts["done"],
