@@ -117,7 +117,8 @@ def test_a_killed_driver_reruns_against_the_same_cluster(tmp_path, cluster, comm
   search_dir, log = str(tmp_path / "search"), str(tmp_path / "trials.log")
   args = [f"--gin_file={FAKE_CONFIG}", f"--search_dir={search_dir}", "--budget=5",
           "--engine=ray", f"--gin_bindings=ray_engine.address = '{cluster_obj.address}'",
-          "--gin_bindings=fake_trial.sleep_s = 0.6", f"--gin_bindings=fake_trial.log_path = '{log}'",
+          "--gin_bindings=fake_trial.sleep_s = 0.6",
+          f"--gin_bindings=fake_trial.log_path = '{log}'",
           "--gin_bindings=search_pipeline.baselines = []",
           "--gin_bindings=search_pipeline.rerank_top_k = 0",
           "--gin_bindings=search_pipeline.plots = False"]
