@@ -16,8 +16,13 @@ decision is here, so both engines share the budget, retry and resume semantics:
   resume), run before any suggestion, retried and resumed like any trial, never counted in
   the algorithm's budget and never seen by it as a parent. `self.budget` is the number of
   rows a finished run holds: the algorithm's budget plus the baselines.
-- A run of `max_consecutive_failures` failed attempts with no success in between stops the
-  search with the last error (a broken trial function should not burn the budget).
+- A run of `max_consecutive_failures` failed attempts with no success in between, or a
+  search whose every trial failed, stops the search with the last error. Such a run is a
+  config mistake or a broken environment, not the cells' fault: the store forgives the
+  attempts that failed in it (the trials are pending again, attempts 0), so it never burns
+  the budget and the same command continues once the cause is fixed.
+- A driver that dies (or stops) gives its running trials their attempt back (Store.recover,
+  Store.release): a kill is never the cell's fault.
 - Successive halving (algorithm.rungs, halving.py): the budget is proxy steps,
   algorithm.budget * rungs[-1]; a job (a new cell at rung 0, or a promotion) is created only
   while the steps of every job created so far plus its own fit, and promotions go first,
@@ -65,9 +70,10 @@ class Coordinator:
     self.listeners = list(listeners)
     self.error: Optional[SearchError] = None
     self._consecutive_failures = 0
+    self._failure_run: set[int] = set()  # trials with a failed attempt since the last success
     self._seen: set[str] = set()
     self._observations: dict[int, Observation] = {}
-    self.requeued, self.lost = store.recover(max_attempts)
+    self.requeued = store.recover()
     # Successive halving state (None/empty when flat), rebuilt from the store on resume.
     self.rungs = getattr(algorithm, "rungs", None)  # the re-rank's FixedCells has none
     self.checkpoint_root = checkpoint_root or os.path.join(
@@ -209,6 +215,7 @@ class Coordinator:
                              steps):
       return  # it was not running any more (e.g. timed out meanwhile): first outcome wins
     self._consecutive_failures = 0
+    self._failure_run.clear()
     trial = self.store.get(trial_id)
     self._observe(trial)
     if steps is not None and not trial.is_baseline and not math.isnan(score):
@@ -224,10 +231,19 @@ class Coordinator:
       logging.warning("trial %d: its promoted rung failed %d time(s), it stays at its last "
                       "finished rung: %s", trial_id, self.max_attempts, headline(error))
     self._consecutive_failures += 1
-    if 0 < self.max_consecutive_failures <= self._consecutive_failures and self.error is None:
+    self._failure_run.add(trial_id)
+    if self.error is None and self.max_consecutive_failures > 0 and (
+        self._consecutive_failures >= self.max_consecutive_failures
+        or (self.terminal() >= self.budget and self.counts()["done"] == 0)):
       self.error = SearchError(
           f"{self._consecutive_failures} trial attempts failed in a row, the last (trial "
-          f"{trial_id}): {headline(error)}; fix the cause and rerun the same command to resume")
+          f"{trial_id}): {headline(error)}; none was counted against the budget: fix the "
+          "cause and rerun the same command to continue")
+    if self.error is not None:  # stopped: this run of failures is not the cells' fault
+      self.store.forgive(sorted(self._failure_run), "not counted (the search stopped on "
+                         f"{self._consecutive_failures} failures in a row): ")
+      self._failure_run.clear()
+      status = "pending"
     self._notify(self.store.get(trial_id))
     return status
 

@@ -82,7 +82,8 @@ class FakeTrial:
   rerank_noise: float = 0.0  # > 0: play the end-to-end re-rank, a noisy copy of the proxy score
   crash_once_cells: tuple[str, ...] = ()  # fingerprints that also crash once (with marker_dir)
   fail_cells: tuple[str, ...] = ()  # fingerprints that also raise on every attempt
-  log_path: str = ""  # appends 'start FP' / 'end FP' per call (O_APPEND): who ran what, how often
+  log_path: str = ""  # appends 'start|end FP PID PPID [STEPS]' per call (O_APPEND): who ran what, where
+  # (PPID tells a simulated Ray node: it is that node's raylet), how often
   seed_noise: float = 0.0  # noise amplitude per seed (calls with seed=K)
   step_noise: float = 0.0  # noise amplitude at noise_steps proxy steps (calls with steps=N)
   noise_steps: int = 100
@@ -95,7 +96,7 @@ class FakeTrial:
   def _log(self, event: str, cell: Cell, steps: Optional[int] = None) -> None:
     if self.log_path:
       with open(self.log_path, "a") as f:
-        f.write(f"{event} {fingerprint_of(cell)} {os.getpid()}"
+        f.write(f"{event} {fingerprint_of(cell)} {os.getpid()} {os.getppid()}"
                 f"{'' if steps is None else f' {steps}'}\n")
 
   def always_fails(self, cell: Cell) -> bool:

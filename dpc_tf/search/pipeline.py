@@ -217,10 +217,9 @@ def run_trials(label: str, store: Store, algorithm, engine, payload: WorkerPaylo
     progress = Progress(coordinator.budget, settings.progress_interval_s, settings.metric,
                         label=label)
   coordinator.listeners.insert(0, progress)
-  if coordinator.requeued or coordinator.lost:
-    logging.info("%s: resumed; %d interrupted trial(s) requeued %s, %d on their last attempt "
-                 "marked failed %s", label, len(coordinator.requeued), coordinator.requeued,
-                 len(coordinator.lost), coordinator.lost)
+  if coordinator.requeued:
+    logging.info("%s: resumed; %d interrupted trial(s) requeued %s (a driver stop costs no "
+                 "attempt)", label, len(coordinator.requeued), coordinator.requeued)
   counts = coordinator.counts()
   if coordinator.finished():
     logging.info("%s: complete, %d done and %d failed of %d", label, counts["done"],
@@ -256,10 +255,10 @@ def stage_rerank(store: Store, trial_fn: Optional[TrialFn], engine, settings: Pi
   to end under rerank_seeds seeds; returns how many proxy trials have a re-rank score."""
   if trial_fn is None:
     return 0
-  entries = rerank.rerank_subjects(store, settings.rerank_top_k, objective,
-                                   settings.rerank_min_distance, settings.rerank_seeds)
+  wanted = rerank.rerank_subjects(store, settings.rerank_top_k, objective,
+                                  settings.rerank_min_distance, settings.rerank_seeds)
   with Store(paths.rerank_store) as rerank_store:
-    rerank.check_rerank_store(rerank_store, entries)
+    entries = rerank.planned_entries(rerank_store, wanted)  # extended, never refused
     payload = WorkerPayload(trial_fn, gin_config, settings.metric)
     run_trials("rerank", rerank_store, rerank.FixedCells(entries), engine, payload,
                settings, paths.root, retry_failed=retry_failed)
@@ -317,8 +316,7 @@ def run_pipeline(search_dir: str, budget: Optional[int] = None, engine: Optional
   engine_obj = make_engine(engine_name, workers)
   files.writable_dir(paths.root, "search_dir")
   with driver_lock(paths.lock), Store(paths.store) as store:
-    identity.check_identity(store, gin_config, search_dir)
-    if store.num_trials() == 0 or not os.path.exists(paths.config):
+    if identity.check_identity(store, gin_config, search_dir) or not os.path.exists(paths.config):
       write_text_atomic(paths.config, gin_config)  # the config that made the trials
     checkpoint = prepare_backbone_and_cache(gin_config, checkpoint, maker, cache_dir, builder)
     payload = WorkerPayload(trial_fn, gin_config, settings.metric)

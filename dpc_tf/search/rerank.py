@@ -11,8 +11,16 @@ The set (rerank_subjects): the top proxy cells under the search's objective (obj
 by score, or Pareto front first; under successive halving, cells of the highest rung first), skipping any cell closer than `min_distance` branch edits
 to one already in (so the re-rank can tell different designs apart rather than re-scoring
 near-copies), then every baseline whose proxy trial is done. Each is trained under `seeds`
-seeds (0 = the configured seed, K adds K); its rerank_score is the mean over the seeds that
-finished, and its rerank_record holds each seed's score, n and the standard error.
+seeds (0 = the configured seed, run as the plain subject; K adds K); its rerank_score is the
+mean over the seeds that finished, and its rerank_record holds each seed's score, n and the
+standard error.
+
+The set only grows (planned_entries): a continued search re-ranks what DIR/rerank.sqlite
+holds, in its order, plus what the current settings add. So raising --budget (new cells in
+the top-K), rerank_top_k or rerank_seeds after a finished search re-ranks only the new
+subjects, and lowering them keeps what was measured (same config: identity.py), never
+refusing the store. Seed 0 being the plain subject makes raising rerank_seeds from 1 reuse
+the run already made.
 """
 
 from __future__ import annotations
@@ -67,18 +75,18 @@ def rerank_subjects(store: Store, top_k: int, objective: str = "miou", min_dista
   """(subject, proxy trial id) for every candidate and done baseline under every seed."""
   chosen = rerank_candidates(store, top_k, objective, min_distance)
   chosen += [t for t in store.trials("done") if t.is_baseline and t.score is not None]
-  seed_list = [None] if seeds <= 1 else list(range(seeds))
+  seed_list = [None] + list(range(1, seeds))  # seed 0 is the configured one: the plain subject
   return [(t.subject if s is None else t.subject.with_seed(s), t.id)
           for t in chosen for s in seed_list]
 
 
-def check_rerank_store(rerank_store: Store, entries: Sequence[tuple[Subject, int]]) -> None:
-  """A resumed re-rank must be re-ranking the same subjects, in the same order."""
-  for trial in rerank_store.trials():
-    if trial.id >= len(entries) or trial.fingerprint != entries[trial.id][0].fingerprint():
-      raise SearchError(f"{rerank_store.path} re-ranks other cells than the current top "
-                        f"{len(entries)} (row {trial.id}: {trial.cell_text}); delete it "
-                        "to re-rank again")
+def planned_entries(rerank_store: Store,
+                    wanted: Sequence[tuple[Subject, int]]) -> list[tuple[Subject, int]]:
+  """The re-rank set: the rows rerank_store holds (in id order, the suggestion order), then
+  the wanted (subject, proxy trial id) pairs it does not hold yet."""
+  held = [(trial.subject, trial.parent) for trial in rerank_store.trials()]
+  fingerprints = {subject.fingerprint() for subject, _ in held}
+  return held + [(s, parent) for s, parent in wanted if s.fingerprint() not in fingerprints]
 
 
 def mean_and_stderr(values: Sequence[float]) -> tuple[float, Optional[float]]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import time
 from typing import Optional, Sequence
 
@@ -98,12 +99,17 @@ def ranking(store: Store) -> list[Trial]:
 
 
 def write_best_cells(store: Store, folder: str, count: int) -> list[str]:
-  """rank_1.json ... rank_N.json in the released JSON format; returns the paths."""
+  """rank_1.json ... rank_N.json in the released JSON format; returns the paths. Rank files
+  of an earlier, larger num_best_cells are removed: the folder holds exactly these."""
   paths = []
   for rank, trial in enumerate(ranking(store)[:count], start=1):
     path = os.path.join(folder, f"rank_{rank}.json")
     trial.cell.save(path)
     paths.append(path)
+  if os.path.isdir(folder):
+    for name in os.listdir(folder):
+      if re.fullmatch(r"rank_\d+\.json", name) and os.path.join(folder, name) not in paths:
+        os.remove(os.path.join(folder, name))
   return paths
 
 

@@ -11,13 +11,16 @@ Status machine (attempts counts dispatches; a dispatch that ends in anything but
 used one attempt):
 
     pending --start--> running --finish--> done
-                          |---fail/recover--> pending  (attempts < max_attempts)
-                          |---fail/recover--> failed   (attempts = max_attempts)
-                          '---release-------> pending  (graceful stop: attempt given back)
+                          |---fail----------> pending  (attempts < max_attempts)
+                          |---fail----------> failed   (attempts = max_attempts)
+                          '---release/recover> pending  (the driver stopped: attempt given back)
+    pending, failed --forgive--> pending  (failed attempts forgotten: not the cell's fault)
 
 `recover` runs when a driver starts: rows left 'running' by a driver that died are requeued
-(or failed if that was their last attempt), so an in-flight trial is re-run at most
-max_attempts - 1 times and a finished one never again.
+with their attempt given back, as `release` does for a driver that stops cleanly: a killed
+driver is never the cell's fault, however often it happens. A finished trial never runs
+again. `forgive` takes back the failed attempts of trials that failed for a reason that is
+not theirs (the coordinator's run of failures: a config mistake or a broken environment).
 
 Baselines (search_pipeline.baselines) are rows with negative ids (-1, -2, ...) and origin
 'baseline': they run like any trial (retries, resume) but are outside the sequence of
@@ -393,21 +396,24 @@ class Store:
                           "WHERE id = ? AND status = 'running'", (trial_id,))
       return cursor.rowcount == 1
 
-  def recover(self, max_attempts: int) -> tuple[list[int], list[int]]:
-    """Requeues (or fails, on their last attempt) the trials a dead driver left 'running'."""
-    requeued, failed = [], []
+  def recover(self) -> list[int]:
+    """Requeues the trials a dead driver left 'running', giving their attempt back."""
     with self.transaction() as db:
-      for row in db.execute("SELECT id, attempts FROM trials WHERE status = 'running' "
-                            "ORDER BY id").fetchall():
-        if row["attempts"] >= max_attempts:
-          self._give_up(db, row["id"], f"interrupted on attempt {row['attempts']} of "
-                        f"{max_attempts} (the search driver stopped)")
-          failed.append(row["id"])
-        else:
-          db.execute("UPDATE trials SET status = 'pending', error = ? WHERE id = ?",
-                     ("interrupted (the search driver stopped); re-run", row["id"]))
-          requeued.append(row["id"])
-    return requeued, failed
+      ids = [r["id"] for r in db.execute("SELECT id FROM trials WHERE status = 'running' "
+                                         "ORDER BY id").fetchall()]
+      db.execute("UPDATE trials SET status = 'pending', attempts = attempts - 1, error = ? "
+                 "WHERE status = 'running'", ("interrupted (the search driver stopped); re-run",))
+    return ids
+
+  def forgive(self, trial_ids, note: str) -> None:
+    """Forgets the failed attempts of these trials (failed -> pending, attempts 0; a running
+    one keeps only its current attempt), prefixing their error with `note`."""
+    with self.transaction() as db:
+      for trial_id in trial_ids:
+        db.execute("UPDATE trials SET attempts = CASE status WHEN 'running' THEN 1 ELSE 0 END, "
+                   "status = CASE status WHEN 'failed' THEN 'pending' ELSE status END, "
+                   "finished = NULL, error = ? || COALESCE(error, '') "
+                   "WHERE id = ? AND status != 'done'", (note, trial_id))
 
   def promote(self, trial_id: int, rung: int) -> Trial:
     """done at rung-1 -> pending at `rung` with fresh attempts (successive halving)."""

@@ -68,7 +68,8 @@ def train_and_evaluate(cell, model_dir: str, num_steps: Optional[int] = None,
                     model_overrides=model_overrides, step_callback=step_callback)
   trained = trainer.train()
   result = evaluation.evaluate_checkpoint(train, evaluate, model_dir, cell=cell,
-                                          model_overrides=model_overrides)
+                                          model_overrides=model_overrides,
+                                          strategy=trainer.strategy)
   return {"miou": result["miou"], "per_class_iou": result["per_class_iou"],
           "pixel_accuracy": result["pixel_accuracy"], "step": result["step"],
           "cell": None if cell is None else models.resolve_cell(cell).text, "model_dir": model_dir,

@@ -69,6 +69,16 @@ def _create(name: str, tpu: Optional[str], device: Optional[str]) -> tf.distribu
   return tf.distribute.TPUStrategy(resolver)
 
 
+def evaluation_strategy(name: str = "default", tpu: Optional[str] = None) -> tf.distribute.Strategy:
+  """The strategy evaluation runs under: the training one (the same cached object), so a
+  model trained on N devices is scored on them. A multi-worker strategy outside a
+  multi-worker job (no TF_CONFIG: `python -m dpc_tf.evaluate` on one machine) becomes
+  mirrored over this machine's devices."""
+  if name == "multi_worker_mirrored" and "TF_CONFIG" not in os.environ:
+    name = "mirrored"
+  return make_strategy(name, tpu)
+
+
 def task_info(strategy: tf.distribute.Strategy) -> tuple[Optional[str], Optional[int]]:
   """(task_type, task_id) of this worker; (None, None) outside a multi-worker job."""
   resolver = getattr(strategy, "cluster_resolver", None)

@@ -47,18 +47,17 @@ def test_never_the_same_cell_twice_and_ids_in_sequence(tmp_path):
       store.add(5, OTHER, "uniform")
 
 
-def test_recover_requeues_once_then_fails(tmp_path):
+def test_recover_gives_the_attempt_back_however_often_the_driver_dies(tmp_path):
   path = str(tmp_path / "t.sqlite")
   with Store(path) as store:
     store.add(0, CELL, "initial")
-    store.start(0)
-  with Store(path) as store:  # the driver died with trial 0 running (attempt 1 of 2)
-    assert store.recover(max_attempts=2) == ([0], [])
-    assert store.get(0).status == "pending"
-    store.start(0)
-  with Store(path) as store:  # died again on its last attempt: not run a third time
-    assert store.recover(max_attempts=2) == ([], [0])
-    assert store.get(0).status == "failed" and "interrupted" in store.get(0).error
+  for _ in range(3):  # the driver died with trial 0 running, three times: not its fault
+    with Store(path) as store:
+      store.start(0)
+    with Store(path) as store:
+      assert store.recover() == [0]
+      trial = store.get(0)
+      assert (trial.status, trial.attempts) == ("pending", 0) and "interrupted" in trial.error
 
 
 def test_release_gives_the_attempt_back(tmp_path):
@@ -123,16 +122,36 @@ def test_a_larger_budget_extends_a_finished_search(tmp_path, inline_engine):
   assert more.counts()["done"] == 9 and more.store.num_trials() == 9
 
 
-def test_repeated_failures_stop_the_search_with_the_last_error(tmp_path, inline_engine):
-  coordinator = _coordinator(str(tmp_path / "t.sqlite"), 50, max_consecutive_failures=3)
+def test_repeated_failures_stop_the_search_and_cost_no_cell(tmp_path, inline_engine):
+  """A broken trial function (a config mistake) stops the search with its error; the run of
+  failures is forgiven, so the fixed one continues with the whole budget and no cell lost."""
+  path = str(tmp_path / "t.sqlite")
+  coordinator = _coordinator(path, 5, max_consecutive_failures=3)
   inline_engine().run(coordinator, WorkerPayload(FakeTrial(fail_fraction=1.0)))
-  with pytest.raises(SearchError, match="3 trial attempts failed in a row.*injected failure"):
+  with pytest.raises(SearchError, match="3 trial attempts failed in a row.*injected failure.*"
+                     "none was counted"):
     coordinator.raise_if_stopped()
-  assert coordinator.store.num_trials() == 2  # attempts: 0, 0 (retry), 1
+  trials = coordinator.store.trials()
+  assert len(trials) == 2  # attempts: 0, 0 (retry), 1
+  assert [(t.status, t.attempts) for t in trials] == [("pending", 0)] * 2
+  assert trials[0].error.startswith("not counted") and "injected failure" in trials[0].error
+  fixed = _coordinator(path, 5, max_consecutive_failures=3)
+  inline_engine().run(fixed, WorkerPayload(FakeTrial()))
+  fixed.raise_if_stopped()
+  assert [(t.status, t.attempts) for t in fixed.store.trials()] == [("done", 1)] * 5
+
+
+def test_a_search_whose_every_trial_failed_stops_rather_than_finishes(tmp_path, inline_engine):
+  coordinator = _coordinator(str(tmp_path / "t.sqlite"), 2, max_attempts=1)  # 2 < 10 attempts
+  inline_engine().run(coordinator, WorkerPayload(FakeTrial(fail_fraction=1.0)))
+  with pytest.raises(SearchError, match="2 trial attempts failed in a row"):
+    coordinator.raise_if_stopped()
+  assert coordinator.counts()["failed"] == 0 and coordinator.counts()["pending"] == 2
 
 
 def test_bad_records_fail_the_attempt(tmp_path, inline_engine):
-  coordinator = _coordinator(str(tmp_path / "t.sqlite"), 1, max_attempts=1)
+  coordinator = _coordinator(str(tmp_path / "t.sqlite"), 1, max_attempts=1,
+                             max_consecutive_failures=0)
   inline_engine().run(coordinator, WorkerPayload(lambda cell: {"loss": 1.0}))
   trial = coordinator.store.get(0)
   assert trial.status == "failed" and "has no 'miou'" in trial.error

@@ -116,7 +116,7 @@ def test_fake_demo_baselines_seeds_diversity_and_verdict(tmp_path):
   assert all(t.status == "done" for t in runs) and len(runs) == (5 + 2) * 3
   by_parent = {}
   for t in runs:
-    by_parent.setdefault(t.parent, {})[t.subject.seed] = t.score
+    by_parent.setdefault(t.parent, {})[t.subject.seed or 0] = t.score  # seed 0: the plain subject
   assert all(sorted(seeds) == [0, 1, 2] for seeds in by_parent.values())
   cells = [Cell.from_text(r["cell"]) for r in searched if r["rerank_miou"]]
   assert len(cells) == 5
