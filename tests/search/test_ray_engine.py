@@ -16,7 +16,8 @@ from dpc_tf.search.trial import WorkerPayload  # pylint: disable=wrong-import-po
 
 @pytest.fixture(scope="module")
 def local_ray():
-  ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+  # address="local": always a fresh instance, never a cluster another run started here
+  ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
   yield
   ray.shutdown()
 
