@@ -23,7 +23,7 @@ setup(
     packages=find_packages(include=["dpc_tf", "dpc_tf.*"]),
     # The shipped gin configs (the repository's gin/ links to dpc_tf/configs/) travel with
     # the package, so `--gin_file=gin/search/fake_demo.gin` works after `pip install .`.
-    package_data={"dpc_tf": ["cells/*.json", "configs/*/*.gin"]},
+    package_data={"dpc_tf": ["cells/*.json", "configs/*/*.gin", "configs/*/*.csv"]},
     install_requires=[
         "tensorflow>=2.16",  # Keras 3
         "tensorflow-datasets",

@@ -31,6 +31,7 @@ from absl import logging
 
 from dpc_tf.search import fake_trial  # pylint: disable=unused-import  (registers fake_trial)
 from dpc_tf.search import checks, identity, plots, rerank, results, stages, subjects, verdict
+from dpc_tf.search import warm_start
 from dpc_tf.search.algorithm import make_algorithm
 from dpc_tf.search.coordinator import Coordinator
 from dpc_tf.search.engines import ENGINES, make_engine
@@ -318,6 +319,7 @@ def run_pipeline(search_dir: str, budget: Optional[int] = None, engine: Optional
     checkpoint = prepare_backbone_and_cache(gin_config, checkpoint, maker, cache_dir, builder)
     payload = WorkerPayload(trial_fn, gin_config, settings.metric)
     algorithm.cost_fn = getattr(trial_fn, "branch_costs", None)  # priced after stage (b)
+    warm_start.pin(store, algorithm)  # the same warm-start cells on every resume
     try:
       run_trials("search", store, algorithm, engine_obj, payload, settings, paths.root,
                  csv_path=paths.results_csv, retry_failed=retry_failed, baselines=baselines)
