@@ -39,7 +39,9 @@ setup(
         "ray": ["ray[tune]>=2.60"],
         "pascal": ["pillow", "scipy"],  # VOC palette PNGs and SBD .mat files
         "folder": ["pillow"],  # your own data (dpc_tf.data.folder): label PNGs, image sizes
-        "test": ["pytest", "hypothesis", "matplotlib", "pillow", "scipy", "ray[tune]>=2.60"],
+        "tensorboard": ["tensorboard"],  # the search's HParams dashboard (DIR/hparams)
+        "test": ["pytest", "hypothesis", "matplotlib", "pillow", "scipy", "ray[tune]>=2.60",
+                 "tensorboard"],
     },
     entry_points={"console_scripts": [
         f"dpc-{name.replace('_', '-')}=dpc_tf.{module}:run" for name, module in (
