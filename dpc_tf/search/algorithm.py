@@ -62,7 +62,8 @@ class Suggestion:
   # How it was made (the store's and results.csv's `origin`): uniform before any result
   # ('initial'), uniform by the coin ('uniform'), a mutation of a top-k cell ('mutation'),
   # uniform because no unseen mutation was found ('fallback'); another search's best cell
-  # ('warm_start') or a mutation of one ('warm_mutation'), warm_start.py; rerank.py's is 'rerank'.
+  # ('warm_start') or a mutation of one ('warm_mutation'), see warm_start.py; rerank.py's
+  # is 'rerank'.
   origin: str
   parent: Optional[int] = None  # index of the mutated trial, for 'mutation'
 
@@ -208,7 +209,8 @@ def make_algorithm(num_branches: int = 5, budget: int = 100, p_uniform: float = 
     raise SearchError(f"search_algorithm.warm_start_cells must be >= 1, got {warm_start_cells}")
   warm_cells = None
   if warm_start is not None:
-    warm_cells = warm.WarmStart.read(warm_start, num_branches, objectives.check_objective(objective),
+    warm_cells = warm.WarmStart.read(warm_start, num_branches,
+                                     objectives.check_objective(objective),
                                      warm_start_cells or top_k)
   return RandomSearch(num_branches=num_branches, budget=budget, p_uniform=p_uniform,
                       top_k=top_k, seed=seed, objective=objective,
