@@ -23,7 +23,7 @@ setup(
     packages=find_packages(include=["dpc_tf", "dpc_tf.*"]),
     # The shipped gin configs (the repository's gin/ links to dpc_tf/configs/) travel with
     # the package, so `--gin_file=gin/search/fake_demo.gin` works after `pip install .`.
-    package_data={"dpc_tf": ["cells/*.json", "configs/*/*.gin"]},
+    package_data={"dpc_tf": ["cells/*.json", "configs/*/*.gin", "configs/*/*.csv"]},
     install_requires=[
         "tensorflow>=2.16",  # Keras 3
         "tensorflow-datasets",
@@ -39,7 +39,9 @@ setup(
         "ray": ["ray[tune]>=2.60"],
         "pascal": ["pillow", "scipy"],  # VOC palette PNGs and SBD .mat files
         "folder": ["pillow"],  # your own data (dpc_tf.data.folder): label PNGs, image sizes
-        "test": ["pytest", "hypothesis", "matplotlib", "pillow", "scipy", "ray[tune]>=2.60"],
+        "tensorboard": ["tensorboard"],  # the search's HParams dashboard (DIR/hparams)
+        "test": ["pytest", "hypothesis", "matplotlib", "pillow", "scipy", "ray[tune]>=2.60",
+                 "tensorboard"],
     },
     entry_points={"console_scripts": [
         f"dpc-{name.replace('_', '-')}=dpc_tf.{module}:run" for name, module in (

@@ -37,7 +37,7 @@ import math
 import random
 from typing import Callable, Collection, Optional, Sequence
 
-from dpc_tf.search import checks, halving, objectives
+from dpc_tf.search import checks, halving, objectives, warm_start as warm
 from dpc_tf.search.errors import SearchError
 from dpc_tf.search_space import Cell, enumerate_cells, mutate_cell, sample_cell, space_size
 
@@ -66,7 +66,9 @@ class Suggestion:
   cell: Cell
   # How it was made (the store's and results.csv's `origin`): uniform before any result
   # ('initial'), uniform by the coin ('uniform'), a mutation of a top-k cell ('mutation'),
-  # uniform because no unseen mutation was found ('fallback'); rerank.py's is 'rerank'.
+  # uniform because no unseen mutation was found ('fallback'); another search's best cell
+  # ('warm_start') or a mutation of one ('warm_mutation'), see warm_start.py; rerank.py's
+  # is 'rerank'.
   origin: str
   parent: Optional[int] = None  # index of the mutated trial, for 'mutation'
 
@@ -80,7 +82,8 @@ class RandomSearch:
                max_branch_madds: Optional[float] = None,
                max_branch_params: Optional[float] = None,
                cost_fn: Optional[Callable[[Cell], tuple[float, float]]] = None,
-               rungs: Optional[halving.Rungs] = None):
+               rungs: Optional[halving.Rungs] = None,
+               warm_start: Optional[warm.WarmStart] = None):
     if not isinstance(num_branches, int) or num_branches < 1:
       raise SearchError(f"num_branches must be an integer >= 1, got {num_branches!r}")
     if not isinstance(budget, int) or budget < 1:
@@ -105,6 +108,7 @@ class RandomSearch:
     self.max_branch_params = max_branch_params
     self.cost_fn = cost_fn  # cell -> (branch params, branch madds); the pipeline sets it
     self.rungs = rungs  # None: flat (one full trial per cell); else successive halving
+    self.warm_start = warm_start  # another search's best cells, proposed first (warm_start.py)
 
   @property
   def constrained(self) -> bool:
@@ -144,6 +148,15 @@ class RandomSearch:
     rng = self.rng(index)
     top = self.top(history.observations)
     coin = rng.random()  # always drawn, so later draws do not depend on whether top is empty
+    if self.warm_start is not None:
+      cell = self.warm_start.next_cell(history.seen, self.allowed)
+      if cell is not None:
+        return Suggestion(index, cell, warm.ORIGIN)
+      parents = self.warm_start.chosen(self.allowed)
+      if not top and parents and coin >= self.p_uniform:  # no result here yet: start from them
+        cell = self._mutate(parents[rng.randrange(len(parents))], rng, history.seen)
+        if cell is not None:
+          return Suggestion(index, cell, warm.MUTATION_ORIGIN)
     if not top:
       return Suggestion(index, self._uniform(rng, history.seen), "initial")
     if coin < self.p_uniform:
@@ -187,7 +200,9 @@ def make_algorithm(num_branches: int = 5, budget: int = 100, p_uniform: float = 
                    max_branch_madds: Optional[float] = None,
                    max_branch_params: Optional[float] = None, fidelity: str = "flat",
                    rungs: Sequence[int] = (100, 300, 900),
-                   reduction_factor: int = 3) -> RandomSearch:
+                   reduction_factor: int = 3,
+                   warm_start: Optional[str] = None,
+                   warm_start_cells: Optional[int] = None) -> RandomSearch:
   """The configured algorithm. `budget` is the number of proxy trials (--budget overrides);
   with fidelity 'successive_halving', trials at the top rung (budget * rungs[-1] proxy
   steps, halving.py), so flat and halving searches of one budget spend the same compute.
@@ -201,8 +216,19 @@ def make_algorithm(num_branches: int = 5, budget: int = 100, p_uniform: float = 
   fidelity: 'flat' (every cell one trial of proxy_trial.steps) or 'successive_halving'
   (rungs: proxy steps per rung, which replace proxy_trial.steps; reduction_factor: the best
   1/reduction_factor of a rung is promoted).
+
+  warm_start: another search's results.csv (or its search_dir): its best warm_start_cells
+  (default top_k) cells are proposed first and used as parents (warm_start.py).
   """
+  if warm_start_cells is not None and warm_start_cells < 1:
+    raise SearchError(f"search_algorithm.warm_start_cells must be >= 1, got {warm_start_cells}")
+  warm_cells = None
+  if warm_start is not None:
+    warm_cells = warm.WarmStart.read(warm_start, num_branches,
+                                     objectives.check_objective(objective),
+                                     warm_start_cells or top_k)
   return RandomSearch(num_branches=num_branches, budget=budget, p_uniform=p_uniform,
                       top_k=top_k, seed=seed, objective=objective,
                       max_branch_madds=max_branch_madds, max_branch_params=max_branch_params,
-                      rungs=halving.make_rungs(fidelity, rungs, reduction_factor))
+                      rungs=halving.make_rungs(fidelity, rungs, reduction_factor),
+                      warm_start=warm_cells)

@@ -34,6 +34,7 @@ EXEMPT = (
     "search_pipeline.results_interval_s",
     "search_pipeline.progress_interval_s",
     "search_pipeline.plots",
+    "search_pipeline.hparams",
     "local_engine.*",
     "ray_engine.*",
 )

@@ -7,7 +7,8 @@
     (d) rerank     the top-K proxy cells (diverse) and the baselines trained end to end under
                    rerank_seeds seeds, DIR/rerank.sqlite
     (e) outputs    DIR/results.csv, DIR/best_cells/rank_N.json, DIR/plots/*.png, summary.json
-                   (with the baselines and the verdict: the chosen cell against ASPP)
+                   (with the baselines and the verdict: the chosen cell against ASPP),
+                   DIR/hparams (TensorBoard's HParams dashboard; also written during (c))
 
 Every stage is resumable: (a) and (b) skip what exists, (c) and (d) continue from their
 stores, (e) is regenerated from the stores. So a killed search is resumed by running the
@@ -31,6 +32,7 @@ from absl import logging
 
 from dpc_tf.search import fake_trial  # pylint: disable=unused-import  (registers fake_trial)
 from dpc_tf.search import checks, identity, plots, rerank, results, stages, subjects, verdict
+from dpc_tf.search import hparams, warm_start
 from dpc_tf.search.algorithm import make_algorithm
 from dpc_tf.search.coordinator import Coordinator
 from dpc_tf.search.engines import ENGINES, make_engine
@@ -58,6 +60,7 @@ class PipelineSettings:
   baselines: Sequence[str] = ("aspp", "released")
   rerank_seeds: int = 1
   rerank_min_distance: int = 0
+  hparams: bool = True
 
 
 @gin.configurable("search_pipeline")
@@ -76,6 +79,8 @@ def pipeline_settings(**kwargs) -> PipelineSettings:
   rerank_seeds: seeds each re-ranked cell and baseline is trained under (mean and stderr).
   rerank_min_distance: no two re-ranked cells closer than this many branch edits
   (objectives.cell_distance).
+  hparams: every trial also in TensorBoard's HParams dashboard, DIR/hparams (hparams.py;
+  needs the optional tensorboard package).
   """
   known = {f.name for f in dataclasses.fields(PipelineSettings)}
   unknown = sorted(set(kwargs) - known)
@@ -205,6 +210,8 @@ def run_trials(label: str, store: Store, algorithm, engine, payload: WorkerPaylo
   if csv_path:
     writer = results.ResultsWriter(csv_path, settings.results_interval_s)
     listeners.append(writer)
+    if settings.hparams:
+      listeners.append(hparams.HParamsWriter(store, work_dir))
   coordinator = Coordinator(store, algorithm, max_attempts=settings.max_attempts,
                             metric=settings.metric,
                             max_consecutive_failures=settings.max_consecutive_failures,
@@ -270,6 +277,8 @@ def stage_outputs(store: Store, settings: PipelineSettings, paths: SearchPaths) 
   results.write_results_csv(store, paths.results_csv)
   best = results.write_best_cells(store, paths.best_cells, settings.num_best_cells)
   written = plots.write_plots(store, paths.plots, settings.metric) if settings.plots else {}
+  if settings.hparams:
+    hparams.sync(store, paths.root)  # the re-rank scores, and anything a kill -9 left out
   ranked = results.ranking(store)
   reranked = [t for t in ranked if t.rerank_score is not None]
   summary = {
@@ -321,6 +330,7 @@ def run_pipeline(search_dir: str, budget: Optional[int] = None, engine: Optional
     checkpoint = prepare_backbone_and_cache(gin_config, checkpoint, maker, cache_dir, builder)
     payload = WorkerPayload(trial_fn, gin_config, settings.metric)
     algorithm.cost_fn = getattr(trial_fn, "branch_costs", None)  # priced after stage (b)
+    warm_start.pin(store, algorithm)  # the same warm-start cells on every resume
     try:
       run_trials("search", store, algorithm, engine_obj, payload, settings, paths.root,
                  csv_path=paths.results_csv, retry_failed=retry_failed, baselines=baselines)

@@ -15,7 +15,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from dpc_tf.errors import EXIT_INTERRUPTED
-from dpc_tf.search.algorithm import History, RandomSearch
+from dpc_tf.search.algorithm import History, RandomSearch, make_algorithm
 from dpc_tf.search.coordinator import Coordinator
 from dpc_tf.search.engines.local import LocalEngine
 from dpc_tf.search.errors import SearchError
@@ -178,10 +178,10 @@ def test_sigkill_mid_search_then_resume(tmp_path):
   assert all(ends[t.fingerprint] <= 2 for t in trials)  # an in-flight one at most once more
   assert all(t.attempts == 1 for t in trials)  # the kill cost the in-flight one no attempt
   # and the resumed search made the suggestions the uninterrupted one makes
-  reference = Coordinator(Store(str(tmp_path / "ref.sqlite")),
-                          RandomSearch(num_branches=5, budget=14, p_uniform=0.5, top_k=5, seed=0,
-                                       objective="pareto", max_branch_madds=4.0e8,
-                                       cost_fn=branch_costs))
+  gin.parse_config_file(FAKE_CONFIG)  # the same algorithm (warm start included)
+  algorithm = make_algorithm(budget=14)
+  algorithm.cost_fn = branch_costs
+  reference = Coordinator(Store(str(tmp_path / "ref.sqlite")), algorithm)
   while not reference.finished():
     trial = reference.next_trial()
     reference.complete(trial.id, FakeTrial()(trial.cell), 0.0)

@@ -109,6 +109,9 @@ def test_fake_demo_baselines_seeds_diversity_and_verdict(tmp_path):
   searched = [r for r in rows if r["origin"] != "baseline"]
   assert len(searched) == 20 and summary["counts"]["done"] == 20  # baselines: not in the budget
   assert all(float(r["branch_madds"]) <= 4.0e8 for r in searched)  # the limit held
+  # the warm start (warm_start_cells = 3): the first three trials, and never again
+  assert [r["origin"] for r in searched].count("warm_start") == 3
+  assert [r["origin"] for r in searched[:3]] == ["warm_start"] * 3
   assert {r["cell"] for r in rows if r["origin"] == "baseline"} == {"aspp", CITYSCAPES_CELL.text}
   assert all(r["rerank_seeds"] == "3" and r["rerank_stderr"] for r in rows if r["rerank_miou"])
   with Store(str(tmp_path / "rerank.sqlite")) as rerank_store:
