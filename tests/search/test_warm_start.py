@@ -108,7 +108,7 @@ def test_a_missing_or_malformed_warm_start_file_is_one_line(tmp_path):
   cases.append((str(tmp_path / "other.csv"), "other.csv is not a search's results.csv: no "
                 "column 'cell', 'status', 'proxy_miou', 'origin'"))
   (tmp_path / "short.csv").write_text(",".join(results.COLUMNS) + "\n1,F:conv1x1,done\n")
-  cases.append((str(tmp_path / "short.csv"), "short.csv line 2 has 3 fields, the header 15"))
+  cases.append((str(tmp_path / "short.csv"), f"short.csv line 2 has 3 fields, the header {len(results.COLUMNS)}"))
   (tmp_path / "latin1.csv").write_bytes(b"cell,status,proxy_miou,origin\n\xe9,done,1,x\n")
   cases.append((str(tmp_path / "latin1.csv"), "latin1.csv is not UTF-8 text"))
   for path, message in cases:
