@@ -15,7 +15,7 @@ import keras
 import tensorflow as tf
 
 from dpc_tf.layers import common
-from dpc_tf.layers.folding import FoldableMixin
+from dpc_tf.layers.folding import FoldableMixin, push_bias_through
 
 # Backbones keep the release's BN epsilon 1e-3 (heads use 1e-5), REFERENCE.md section 4.
 BACKBONE_BN_EPSILON = 1e-3
@@ -194,10 +194,19 @@ class XceptionSeparableConv(_BackboneBlock):
     self.pointwise.build(mid_shape)
     self.pointwise_bn.build(self.compute_output_shape(input_shape))
 
+  def fold_batch_norm(self) -> None:
+    if self.folded:
+      return
+    super().fold_batch_norm()
+    if not self.activation_inside:  # nothing between the two convs: one bias suffices
+      push_bias_through(self.depthwise_bn, self.pointwise, self.pointwise_bn)
+
   def call(self, x, training=None):
     if not self.activation_inside:
       x = keras.ops.relu(x)
-    x = self._normalize(self.depthwise_bn, self.depthwise(self._maybe_pad(x)), training)
+    x = self.depthwise(self._maybe_pad(x))
+    if not (self.folded and not self.activation_inside):  # else its bias is in pointwise_bn's
+      x = self._normalize(self.depthwise_bn, x, training)
     x = activate(x, self.activation)
     x = self._normalize(self.pointwise_bn, self.pointwise(x), training)
     return activate(x, self.activation)

@@ -52,6 +52,18 @@ def fold_into(conv: keras.layers.Layer, bn: keras.layers.BatchNormalization) -> 
   bn.moving_variance.assign(np.full_like(variance, 1.0 - eps, dtype=bn.moving_variance.dtype))
 
 
+def push_bias_through(bn: keras.layers.BatchNormalization, pointwise: keras.layers.Conv2D,
+                      next_bn: keras.layers.BatchNormalization) -> None:
+  """Moves a folded bn's bias through the 1x1 conv that follows it directly (no activation
+  between): pointwise(x + b) = pointwise(x) + b @ kernel, so b @ kernel joins next_bn's
+  folded bias and bn's bias becomes 0 (one BiasAdd pass fewer). Both BNs must be folded."""
+  kernel = np.asarray(pointwise.kernel.numpy(), np.float64)[0, 0]  # [in, out]
+  moved = np.asarray(bn.beta.numpy(), np.float64) @ kernel
+  next_bn.beta.assign((np.asarray(next_bn.beta.numpy(), np.float64) + moved)
+                      .astype(next_bn.beta.dtype))
+  bn.beta.assign(np.zeros(bn.beta.shape, bn.beta.dtype))
+
+
 class FoldableMixin:
   """For blocks that are conv -> BN (-> activation) chains. A block lists its pairs as
   attribute names in CONV_BN and normalises through `self._normalize(bn, x, training)`."""
