@@ -73,7 +73,7 @@ def main(names: list[str]) -> None:
   if not names:
     raise DpcError(f"name a benchmark: one of {', '.join(available())}, or all")
   if names == ["all"]:
-    names = available()
+    names = [n for n in available() if getattr(_module(n), "IN_ALL", True)]  # not accelerator
     forward = _module("forward")
     if not FLAGS["forward_skip"].present:  # `all` in reasonable time; see --forward_skip
       FLAGS.forward_skip = list(forward.ALL_SKIP)

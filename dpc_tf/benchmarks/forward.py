@@ -67,16 +67,21 @@ def _child(spec: dict) -> dict:
   import numpy as np  # pylint: disable=import-outside-toplevel
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   from dpc_tf import costs, models  # pylint: disable=import-outside-toplevel
+  import keras  # pylint: disable=import-outside-toplevel
   config = CONFIGS[spec["config"]]
-  size = tuple(config["size"])
+  size = tuple(spec.get("size") or config["size"])
+  batch = spec.get("batch", 1)
+  if spec.get("precision"):  # e.g. mixed_float16 (the accelerator benchmark)
+    keras.config.set_dtype_policy(spec["precision"])
   model = models.build_deeplab(19, config["backbone"], crop_size=size,
                                decoder_output_stride=config["decoder_output_stride"])
-  madds = costs.model_costs(model, size + (3,), *models.model_parts(model))["total"]["madds"]
-  images = tf.constant(np.random.default_rng(0).uniform(0, 255, (1,) + size + (3,)),
+  madds = batch * costs.model_costs(model, size + (3,),
+                                    *models.model_parts(model))["total"]["madds"]
+  images = tf.constant(np.random.default_rng(0).uniform(0, 255, (batch,) + size + (3,)),
                        tf.float32)
   mode = spec["mode"]
   fold_s = None
-  if mode == "folded":
+  if mode == "folded" or spec.get("fold"):
     start = time.perf_counter()
     model = models.fold_batch_norm(model)
     fold_s = round(time.perf_counter() - start, 3)
