@@ -12,7 +12,7 @@ child process' own peak resident set size (VmHWM, _child.peak_rss_mb) and its gr
 just before the trainer was built (tf.config.experimental.get_memory_info reads zero on CPU).
 
 Memory limit: Xception-71 + DPC + decoder is trained for 2 steps at several (crop, batch)
-sizes, each in a fresh process; a least-squares line peak = a + b * batch * crop^2 through
+sizes, each in a fresh process (plus the xception_71_dpc run above); a least-squares line peak = a + b * batch * crop^2 through
 the measured peaks estimates the largest crop per batch (and batch per crop) whose peak
 stays under the machine's memory (an extrapolation, labelled as such: a direct probe
 near the limit would push a shared machine into swap).
@@ -51,8 +51,9 @@ flags.DEFINE_integer("training_serve_size", 257, "Image size (square) of the ser
 flags.DEFINE_integer("training_serve_repeats", 10, "Timed serving calls per variant.")
 flags.DEFINE_integer("training_child_timeout_s", 900, "Limit per child process.")
 flags.DEFINE_integer("training_step_only_calls", 3, "Timed calls of the bare step function.")
-flags.DEFINE_list("training_memory_sizes", ["129:1", "193:1", "257:1", "193:2"],
-                  "CROP:BATCH sizes of the Xception-71 memory fit (empty: skip).")
+flags.DEFINE_list("training_memory_sizes", ["193:1", "257:1"],
+                  "CROP:BATCH sizes of the Xception-71 memory fit, besides the xception_71_dpc "
+                  "training run's own (empty: skip the fit).")
 flags.DEFINE_float("training_memory_limit_gib", 0.0, "Memory to fit in; 0 = this machine's.")
 FLAGS = flags.FLAGS
 
@@ -188,6 +189,11 @@ def run() -> dict:
                              **child.run_child(__name__, spec, FLAGS.training_child_timeout_s)}
   if FLAGS.training_memory_sizes:
     points, probes = [], []
+    own = result["train"].get("xception_71_dpc", {})
+    if "peak_rss_mb" in own:
+      probes.append({"crop": FLAGS.training_crop, "batch": FLAGS.training_batch,
+                     "peak_rss_mb": own["peak_rss_mb"], "from": "the training run above"})
+      points.append((FLAGS.training_crop, FLAGS.training_batch, own["peak_rss_mb"]))
     for size in FLAGS.training_memory_sizes:
       crop, batch = (int(v) for v in size.split(":"))
       spec = {"kind": "train", "config": "xception_71_dpc", "crop": crop, "batch": batch,
@@ -214,7 +220,9 @@ def to_markdown(result: dict) -> str:
            f"{result['batch']}, median of {result['timed_steps']} steps after a warm-up step; "
            f"{result['cpus_usable']} usable CPU(s), load average "
            f"{result['load_average_before'][0]} before / {result['load_average_after'][0]} "
-           f"after (shared machine: upper bounds). Memory: child peak RSS.", "",
+           f"after (shared machine: upper bounds). Memory: each child's own peak RSS (VmHWM). "
+           f"\"Step only\": the step function alone on a fixed batch; \"loop adds\": the "
+           f"loop's median step over that, minus 1.", "",
            "| model | params | build (s) | first step (s) | step (s) | images/s | step only "
            "(s) | loop adds | peak RSS (MB) | RSS growth (MB) |",
            "|---|---|---|---|---|---|---|---|---|---|"]
