@@ -194,12 +194,9 @@ class XceptionSeparableConv(_BackboneBlock):
     self.pointwise.build(mid_shape)
     self.pointwise_bn.build(self.compute_output_shape(input_shape))
 
-  def fold_batch_norm(self) -> None:
-    if self.folded:
-      return
-    super().fold_batch_norm()
+  def _fold_more(self, values) -> None:
     if not self.activation_inside:  # nothing between the two convs: one bias suffices
-      push_bias_through(self.depthwise_bn, self.pointwise, self.pointwise_bn)
+      push_bias_through(self.depthwise_bn, self.pointwise, self.pointwise_bn, values)
 
   def call(self, x, training=None):
     if not self.activation_inside:

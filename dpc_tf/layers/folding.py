@@ -27,41 +27,64 @@ class FoldedTrainingError(DpcError):
   """A block whose batch norm was folded for inference was called in training mode."""
 
 
-def fold_into(conv: keras.layers.Layer, bn: keras.layers.BatchNormalization) -> None:
+class Values:
+  """Variable values as float64 arrays, read once and written back in one pass: folding a
+  whole model is then array arithmetic instead of thousands of small eager reads/assigns.
+  `initial` maps id(variable) -> array (e.g. the original model's weights for its clone)."""
+
+  def __init__(self, initial: dict | None = None):
+    self.arrays = dict(initial or {})
+    self.variables = {}
+
+  def __getitem__(self, variable) -> np.ndarray:
+    key = id(variable)
+    self.variables[key] = variable
+    if key not in self.arrays:
+      self.arrays[key] = variable.numpy()
+    return np.asarray(self.arrays[key], np.float64)
+
+  def __setitem__(self, variable, value) -> None:
+    self.variables[id(variable)] = variable
+    self.arrays[id(variable)] = value
+
+  def write(self, every=None) -> None:
+    """Assigns the changed (or, with `every`, all of those) variables their arrays."""
+    for variable in every if every is not None else self.variables.values():
+      variable.assign(np.asarray(self.arrays[id(variable)]).astype(variable.dtype))
+
+
+def fold_into(conv: keras.layers.Layer, bn: keras.layers.BatchNormalization,
+              values: Values) -> None:
   """Multiplies conv's kernel by bn's inference scale and leaves bn as identity + bias.
 
   conv: Conv2D (kernel [kh, kw, in, out]) or DepthwiseConv2D ([kh, kw, in, multiplier]);
-  the BN normalises conv's output channels. Computed in float64, stored in the variables'
-  dtype.
+  the BN normalises conv's output channels. Computed in float64 in `values`.
   """
   if bn.gamma is None or bn.beta is None:
     raise DpcError(f"{bn.name}: folding needs a BN with scale and center")
   eps = float(bn.epsilon)
-  gamma, beta, mean, variance = (np.asarray(v.numpy(), np.float64) for v in
-                                 (bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance))
+  gamma, beta = values[bn.gamma], values[bn.beta]
+  mean, variance = values[bn.moving_mean], values[bn.moving_variance]
   scale = gamma / np.sqrt(variance + eps)
-  kernel = np.asarray(conv.kernel.numpy(), np.float64)
+  kernel = values[conv.kernel]
   if isinstance(conv, keras.layers.DepthwiseConv2D):
-    kernel = kernel * scale.reshape(kernel.shape[2], kernel.shape[3])
+    values[conv.kernel] = kernel * scale.reshape(kernel.shape[2], kernel.shape[3])
   else:
-    kernel = kernel * scale
-  conv.kernel.assign(kernel.astype(conv.kernel.dtype))
-  bn.gamma.assign(np.ones_like(gamma, dtype=bn.gamma.dtype))
-  bn.beta.assign((beta - mean * scale).astype(bn.beta.dtype))
-  bn.moving_mean.assign(np.zeros_like(mean, dtype=bn.moving_mean.dtype))
-  bn.moving_variance.assign(np.full_like(variance, 1.0 - eps, dtype=bn.moving_variance.dtype))
+    values[conv.kernel] = kernel * scale
+  values[bn.gamma] = np.ones_like(gamma)
+  values[bn.beta] = beta - mean * scale
+  values[bn.moving_mean] = np.zeros_like(mean)
+  values[bn.moving_variance] = np.full_like(variance, 1.0 - eps)
 
 
 def push_bias_through(bn: keras.layers.BatchNormalization, pointwise: keras.layers.Conv2D,
-                      next_bn: keras.layers.BatchNormalization) -> None:
+                      next_bn: keras.layers.BatchNormalization, values: Values) -> None:
   """Moves a folded bn's bias through the 1x1 conv that follows it directly (no activation
   between): pointwise(x + b) = pointwise(x) + b @ kernel, so b @ kernel joins next_bn's
   folded bias and bn's bias becomes 0 (one BiasAdd pass fewer). Both BNs must be folded."""
-  kernel = np.asarray(pointwise.kernel.numpy(), np.float64)[0, 0]  # [in, out]
-  moved = np.asarray(bn.beta.numpy(), np.float64) @ kernel
-  next_bn.beta.assign((np.asarray(next_bn.beta.numpy(), np.float64) + moved)
-                      .astype(next_bn.beta.dtype))
-  bn.beta.assign(np.zeros(bn.beta.shape, bn.beta.dtype))
+  moved = values[bn.beta] @ values[pointwise.kernel][0, 0]  # kernel [1, 1, in, out]
+  values[next_bn.beta] = values[next_bn.beta] + moved
+  values[bn.beta] = np.zeros_like(values[bn.beta])
 
 
 class FoldableMixin:
@@ -71,13 +94,22 @@ class FoldableMixin:
   CONV_BN: tuple[tuple[str, str], ...] = ()
   folded = False  # a class default: set on the instance by fold_batch_norm, never in configs
 
-  def fold_batch_norm(self) -> None:
-    """Folds every (conv, BN) pair into the conv; irreversible (call it on a copy)."""
+  def fold_batch_norm(self, values: Values | None = None) -> None:
+    """Folds every (conv, BN) pair into the conv; irreversible (call it on a copy). With
+    `values`, only computes the new values there (the caller writes them)."""
     if self.folded:
       return
+    own = values is None
+    values = Values() if own else values
     for conv_name, bn_name in self.CONV_BN:
-      fold_into(getattr(self, conv_name), getattr(self, bn_name))
+      fold_into(getattr(self, conv_name), getattr(self, bn_name), values)
+    self._fold_more(values)
+    if own:
+      values.write()
     self.folded = True
+
+  def _fold_more(self, values: Values) -> None:
+    """What a block folds beyond its (conv, BN) pairs."""
 
   def _normalize(self, bn: keras.layers.BatchNormalization, x, training):
     if not self.folded:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import keras
 
-from dpc_tf.layers.folding import FoldableMixin
+from dpc_tf.layers.folding import FoldableMixin, Values
 
 
 def foldable_layers(model: keras.layers.Layer) -> list:
@@ -27,7 +27,9 @@ def fold_batch_norm(model: keras.Model) -> keras.Model:
   if not blocks or all(block.folded for block in blocks):
     return model
   copy = keras.models.clone_model(model)
-  copy.set_weights(model.get_weights())
+  # Fold in arrays, then write every variable once (set_weights' order is weights' order).
+  values = Values({id(v): a for v, a in zip(copy.weights, model.get_weights())})
   for block in foldable_layers(copy):
-    block.fold_batch_norm()
+    block.fold_batch_norm(values)
+  values.write(copy.weights)
   return copy
