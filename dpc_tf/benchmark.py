@@ -59,6 +59,9 @@ def write_report() -> None:
   for name in available():
     path = os.path.join(FLAGS.results_dir, name + ".json")
     if not os.path.exists(path):
+      note = getattr(_module(name), "NOT_MEASURED", None)  # say why a section is empty
+      if note:
+        sections.append(f"## {name}\n\n{note}\n")
       continue
     with open(path) as f:
       result = json.load(f)

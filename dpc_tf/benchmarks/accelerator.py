@@ -28,6 +28,10 @@ from dpc_tf.benchmarks import _child as child
 from dpc_tf.errors import DpcError
 
 IN_ALL = False  # `benchmark all` on a CPU machine must not overwrite a GPU's figures
+NOT_MEASURED = ("Not measured yet: no accelerator was available when this benchmark was "
+                "written (it was run on CPU at tiny sizes only). On a GPU machine run "
+                "`python tools/accelerator_benchmark.py`; it fills this section with the "
+                "device's name.")
 FORWARD_MODES = {"function": dict(mode="function"), "xla": dict(mode="xla"),
                  "mixed": dict(mode="function", precision="mixed_float16"),
                  "mixed_xla": dict(mode="xla", precision="mixed_float16")}
