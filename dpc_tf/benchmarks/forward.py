@@ -19,6 +19,10 @@ GFLOP/s = 2 x multiply-adds (dpc_tf.costs: convolutions only) / latency, shown b
 large float32 matmul's GFLOP/s: each child measures it right after its model (its fraction
 is model / that matmul: the same process at nearly the same moment, which is what survives a
 shared machine's load), and the run measures it before and after all children.
+"paired" (at --forward_paired_size, 513x513 by default, the size of the issue's TF1
+comparison) builds the model and its folded copy in one process and times them call by call,
+alternately (the order swapped every pair), so both see the same load: the median of the
+per-pair latency ratios is the folded speed-up least disturbed by a shared machine.
 --forward_rounds > 1 runs every (configuration, mode) child that many times, alternating
 modes, and reports the median of each figure; "folded vs function" is the median over rounds
 of the folded child's fraction of matmul over the function child's of the same round.
@@ -42,7 +46,7 @@ CONFIGS = {
     "mobilenet_v2_dpc": dict(backbone="mobilenet_v2", decoder_output_stride=None,
                              size=(769, 769)),
 }
-MODES = ("eager", "function", "folded", "xla")
+MODES = ("eager", "function", "folded", "xla", "paired")
 ALL_SKIP = ("xception_71_dpc_decoder:xla",)  # what `benchmark.py all` skips by default
 
 flags.DEFINE_list("forward_configs", list(CONFIGS), f"Which of {', '.join(CONFIGS)}.")
@@ -50,6 +54,8 @@ flags.DEFINE_list("forward_modes", list(MODES), f"Which of {', '.join(MODES)}.")
 flags.DEFINE_integer("forward_repeats", 2, "Timed calls per mode (after one warm-up call).")
 flags.DEFINE_integer("forward_rounds", 1, "Children per (configuration, mode), alternating.")
 flags.DEFINE_integer("forward_child_matmul_repeats", 3, "Matmul repeats in each child.")
+flags.DEFINE_integer("forward_paired_size", 513, "Square input of the paired mode.")
+flags.DEFINE_integer("forward_paired_calls", 8, "Call pairs (unfolded, folded) of the paired mode.")
 flags.DEFINE_float("forward_time_budget_s", 20.0, "Stop timing a mode once this many seconds "
                    "of timed calls are spent (at least one call is always timed).")
 flags.DEFINE_integer("forward_matmul_size", 4096, "n of the n x n x n float32 matmul.")
@@ -68,6 +74,8 @@ def _child(spec: dict) -> dict:
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   from dpc_tf import costs, models  # pylint: disable=import-outside-toplevel
   import keras  # pylint: disable=import-outside-toplevel
+  if spec["mode"] == "paired":
+    return _paired_child(spec)
   config = CONFIGS[spec["config"]]
   size = tuple(spec.get("size") or config["size"])
   batch = spec.get("batch", 1)
@@ -108,6 +116,40 @@ def _child(spec: dict) -> dict:
             "peak_rss_mb": round(peak), "rss_growth_mb": round(peak - rss_before)}
   if fold_s is not None:
     result["fold_s"] = fold_s
+  return result
+
+
+def _paired_child(spec: dict) -> dict:
+  """Unfolded and folded tf.functions of one model, timed alternately in this process."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from dpc_tf import costs, models  # pylint: disable=import-outside-toplevel
+  config = CONFIGS[spec["config"]]
+  size = tuple(spec["size"])
+  model = models.build_deeplab(19, config["backbone"], crop_size=size,
+                               decoder_output_stride=config["decoder_output_stride"])
+  madds = costs.model_costs(model, size + (3,), *models.model_parts(model))["total"]["madds"]
+  folded = models.fold_batch_norm(model)
+  images = tf.constant(np.random.default_rng(0).uniform(0, 255, (1,) + size + (3,)), tf.float32)
+  calls = {"function": tf.function(lambda x: model(x, training=False)),
+           "folded": tf.function(lambda y: folded(y, training=False))}
+  for fn in calls.values():
+    fn(images).numpy()
+  times = {name: [] for name in calls}
+  for index in range(spec["pairs"]):
+    for name in (("function", "folded") if index % 2 == 0 else ("folded", "function")):
+      start = time.perf_counter()
+      calls[name](images).numpy()
+      times[name].append(time.perf_counter() - start)
+  ratios = [a / b for a, b in zip(times["function"], times["folded"])]
+  reference = matmul_gflops(spec["matmul_size"], spec["matmul_repeats"])["gflops"]
+  result = {"input": list(size), "madds": madds, "pairs": spec["pairs"],
+            "speedup": round(statistics.median(ratios), 3),
+            "speedups": [round(r, 3) for r in ratios], "matmul_gflops": reference}
+  for name, runs in times.items():
+    gflops = 2 * madds / statistics.median(runs) / 1e9
+    result[name] = {"latency_s": round(statistics.median(runs), 4), "gflops": round(gflops, 2),
+                    "fraction_of_matmul": round(gflops / reference, 4)}
   return result
 
 
@@ -175,7 +217,14 @@ def run() -> dict:
     config = CONFIGS[name]
     entry = {"backbone": config["backbone"], "input": list(config["size"]),
              "decoder_output_stride": config["decoder_output_stride"], "modes": {}}
-    measured = {m: [] for m in FLAGS.forward_modes if f"{name}:{m}" not in FLAGS.forward_skip}
+    if "paired" in FLAGS.forward_modes and f"{name}:paired" not in FLAGS.forward_skip:
+      size = FLAGS.forward_paired_size
+      spec = {"config": name, "mode": "paired", "size": [size, size],
+              "pairs": FLAGS.forward_paired_calls, "matmul_size": FLAGS.forward_matmul_size,
+              "matmul_repeats": FLAGS.forward_child_matmul_repeats}
+      entry["paired"] = child.run_child(__name__, spec, FLAGS.forward_child_timeout_s)
+    measured = {m: [] for m in FLAGS.forward_modes
+                if m != "paired" and f"{name}:{m}" not in FLAGS.forward_skip}
     for _ in range(max(1, FLAGS.forward_rounds)):
       for mode in measured:
         spec = {"config": name, "mode": mode, "repeats": FLAGS.forward_repeats,
@@ -184,8 +233,9 @@ def run() -> dict:
                 "matmul_repeats": FLAGS.forward_child_matmul_repeats}
         measured[mode].append(child.run_child(__name__, spec, FLAGS.forward_child_timeout_s))
     for mode in FLAGS.forward_modes:
-      entry["modes"][mode] = (_median_of_rounds(measured[mode]) if mode in measured
-                              else _previous(name, mode))
+      if mode != "paired":
+        entry["modes"][mode] = (_median_of_rounds(measured[mode]) if mode in measured
+                                else _previous(name, mode))
     pairs = list(zip(measured.get("function", []), measured.get("folded", [])))
     ratios = [b["fraction_of_matmul"] / a["fraction_of_matmul"] for a, b in pairs
               if "error" not in a and "error" not in b]
@@ -213,7 +263,7 @@ def to_markdown(result: dict) -> str:
            "GFLOP/s | % of run's matmul | % of child's matmul | peak RSS (MB) | "
            "RSS growth (MB) |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-  ratios = []
+  ratios, pairs_text = [], []
   for name, entry in result["configs"].items():
     size = "x".join(map(str, entry["input"]))
     for mode, m in entry["modes"].items():
@@ -227,14 +277,31 @@ def to_markdown(result: dict) -> str:
       elif m.get("rounds"):
         mode = f"{mode} (median of {m['rounds']})"
       own = (f"{100 * m['fraction_of_matmul']:.0f}%" if "fraction_of_matmul" in m else "")
+      run_peak = m.get("carried_matmul_gflops") or peak  # a carried row: that run's matmul
       fold = f"{m['fold_s']:.1f}" if "fold_s" in m else ""
       lines.append(f"| {name} | {size} | {m['madds'] / 1e9:.2f}B | {mode} | {fold} | "
                    f"{m['first_call_s']:.2f} | {m['latency_s']:.2f} | {m['gflops']:.1f} | "
-                   f"{100 * m['gflops'] / peak:.0f}% | {own} | {m['peak_rss_mb']} | "
+                   f"{100 * m['gflops'] / run_peak:.0f}% | {own} | {m['peak_rss_mb']} | "
                    f"{m['rss_growth_mb']} |")
+    paired = entry.get("paired")
+    if paired and "error" not in paired:
+      size = "x".join(map(str, paired["input"]))
+      pairs_text.append(
+          f"{name} at {size}: unfolded {paired['function']['latency_s']:.3f} s "
+          f"({100 * paired['function']['fraction_of_matmul']:.0f}% of the child's matmul), "
+          f"folded {paired['folded']['latency_s']:.3f} s "
+          f"({100 * paired['folded']['fraction_of_matmul']:.0f}%): **{paired['speedup']:.2f}x** "
+          f"(median of {paired['pairs']} pairs: "
+          f"{', '.join(f'{r:.2f}' for r in paired['speedups'])})")
+    elif paired:
+      pairs_text.append(f"{name}: {paired['error']}")
     if "folded_vs_function" in entry:
       ratios.append(f"{name} {entry['folded_vs_function']:.2f}x (rounds: "
                     f"{', '.join(f'{r:.2f}' for r in entry['folded_vs_function_rounds'])})")
+  if pairs_text:
+    lines += ["", "Paired (unfolded and folded in one process, timed call by call "
+              "alternately; the figure least disturbed by other load): " +
+              "; ".join(pairs_text) + "."]
   if ratios:
     lines += ["", "Folded against unfolded (function) as a fraction of each child's own "
               "matmul, median over rounds: " + "; ".join(ratios) + "."]
