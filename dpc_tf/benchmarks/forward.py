@@ -111,7 +111,7 @@ def _child(spec: dict) -> dict:
   gflops = 2 * madds / latency / 1e9
   reference = matmul_gflops(spec["matmul_size"], spec["matmul_repeats"])["gflops"]
   result = {"first_call_s": round(first, 3), "runs_s": [round(r, 3) for r in runs],
-            "latency_s": round(latency, 3), "madds": madds, "gflops": round(gflops, 2),
+            "latency_s": round(latency, 5), "madds": madds, "gflops": round(gflops, 2),
             "matmul_gflops": reference, "fraction_of_matmul": round(gflops / reference, 4),
             "peak_rss_mb": round(peak), "rss_growth_mb": round(peak - rss_before)}
   if fold_s is not None:
