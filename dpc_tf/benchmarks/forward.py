@@ -39,6 +39,7 @@ import time
 from absl import flags
 
 from dpc_tf.benchmarks import _child as child
+from dpc_tf.errors import DpcError
 
 CONFIGS = {
     "xception_71_dpc_decoder": dict(backbone="xception_71", decoder_output_stride=4,
@@ -206,7 +207,7 @@ def run() -> dict:
   unknown = [c for c in FLAGS.forward_configs if c not in CONFIGS] + [
       m for m in FLAGS.forward_modes if m not in MODES]
   if unknown:
-    raise ValueError(f"unknown forward configuration(s)/mode(s) {', '.join(unknown)}; "
+    raise DpcError(f"unknown forward configuration(s)/mode(s) {', '.join(unknown)}; "
                      f"configs: {', '.join(CONFIGS)}; modes: {', '.join(MODES)}")
   result = {"batch": 1, "load_average_before": [round(l, 2) for l in os.getloadavg()],
             "cpus_usable": len(os.sched_getaffinity(0)),

@@ -23,6 +23,7 @@ import time
 from absl import flags
 
 from dpc_tf.benchmarks import _child as child
+from dpc_tf.errors import DpcError
 from dpc_tf.benchmarks import _profiling
 
 CASES = {
@@ -97,7 +98,7 @@ def _case_child(spec: dict) -> dict:
 def run() -> dict:
   unknown = [c for c in FLAGS.profile_cases if c not in CASES]
   if unknown:
-    raise ValueError(f"unknown profile case(s) {', '.join(unknown)}; known: {', '.join(CASES)}")
+    raise DpcError(f"unknown profile case(s) {', '.join(unknown)}; known: {', '.join(CASES)}")
   result = {"size": FLAGS.profile_size, "train_crop": FLAGS.profile_train_crop,
             "train_batch": FLAGS.profile_train_batch, "calls": FLAGS.profile_calls,
             "cpus_usable": len(os.sched_getaffinity(0)),

@@ -36,6 +36,7 @@ import time
 from absl import flags
 
 from dpc_tf.benchmarks import _child as child
+from dpc_tf.errors import DpcError
 
 TRAIN_CONFIGS = {
     "mobilenet_v2_dpc": dict(backbone="mobilenet_v2", head="dpc"),
@@ -175,7 +176,7 @@ def _serve_child(spec: dict) -> dict:
 def run() -> dict:
   unknown = [c for c in FLAGS.training_configs if c not in TRAIN_CONFIGS]
   if unknown:
-    raise ValueError(f"unknown training configuration(s) {', '.join(unknown)}; "
+    raise DpcError(f"unknown training configuration(s) {', '.join(unknown)}; "
                      f"known: {', '.join(TRAIN_CONFIGS)}")
   result = {"crop": FLAGS.training_crop, "batch": FLAGS.training_batch,
             "timed_steps": FLAGS.training_steps,
