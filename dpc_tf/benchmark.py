@@ -59,6 +59,9 @@ def write_report() -> None:
   for name in available():
     path = os.path.join(FLAGS.results_dir, name + ".json")
     if not os.path.exists(path):
+      note = getattr(_module(name), "NOT_MEASURED", None)  # say why a section is empty
+      if note:
+        sections.append(f"## {name}\n\n{note}\n")
       continue
     with open(path) as f:
       result = json.load(f)
@@ -73,7 +76,7 @@ def main(names: list[str]) -> None:
   if not names:
     raise DpcError(f"name a benchmark: one of {', '.join(available())}, or all")
   if names == ["all"]:
-    names = available()
+    names = [n for n in available() if getattr(_module(n), "IN_ALL", True)]  # not accelerator
     forward = _module("forward")
     if not FLAGS["forward_skip"].present:  # `all` in reasonable time; see --forward_skip
       FLAGS.forward_skip = list(forward.ALL_SKIP)

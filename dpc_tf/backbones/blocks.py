@@ -15,6 +15,7 @@ import keras
 import tensorflow as tf
 
 from dpc_tf.layers import common
+from dpc_tf.layers.folding import FoldableMixin, push_bias_through
 
 # Backbones keep the release's BN epsilon 1e-3 (heads use 1e-5), REFERENCE.md section 4.
 BACKBONE_BN_EPSILON = 1e-3
@@ -55,7 +56,7 @@ def conv_output_size(size: Optional[int], stride: int) -> Optional[int]:
   return None if size is None else -(-size // stride)
 
 
-class _BackboneBlock(common.NormConfigMixin, keras.layers.Layer):
+class _BackboneBlock(FoldableMixin, common.NormConfigMixin, keras.layers.Layer):
   """Stride / rate / padding / activation handling shared by the backbone blocks."""
 
   def _init_block(self, kernel_size, strides, rate, activation, explicit_padding):
@@ -88,6 +89,8 @@ class ConvBN(_BackboneBlock):
   """k x k conv (no bias) -> BN -> optional relu/relu6: roots, expansions, projections,
   shortcuts. TF1 scope layout: {scope}/weights, {scope}/BatchNorm/*."""
 
+  CONV_BN = (("conv", "bn"),)
+
   def __init__(self, filters: int, kernel_size: int = 1, strides: int = 1, rate: int = 1,
                activation: Optional[str] = None, explicit_padding: bool = False,
                weight_decay: float = common.WEIGHT_DECAY, bn_momentum: float = common.BN_MOMENTUM,
@@ -107,7 +110,8 @@ class ConvBN(_BackboneBlock):
     self.bn.build(self.compute_output_shape(input_shape))
 
   def call(self, x, training=None):
-    return activate(self.bn(self.conv(self._maybe_pad(x)), training=training), self.activation)
+    return activate(self._normalize(self.bn, self.conv(self._maybe_pad(x)), training),
+                    self.activation)
 
   def compute_output_shape(self, input_shape):
     return self._output_shape(input_shape, self.filters)
@@ -120,6 +124,8 @@ class ConvBN(_BackboneBlock):
 class DepthwiseConvBN(_BackboneBlock):
   """Depthwise k x k (no bias, not regularised, as released) -> BN -> optional activation.
   MobileNet-v2's middle op; TF1 layout {scope}/depthwise_weights, {scope}/BatchNorm/*."""
+
+  CONV_BN = (("depthwise", "bn"),)
 
   def __init__(self, kernel_size: int = 3, strides: int = 1, rate: int = 1,
                activation: Optional[str] = "relu6", explicit_padding: bool = False,
@@ -139,7 +145,7 @@ class DepthwiseConvBN(_BackboneBlock):
 
   def call(self, x, training=None):
     x = self.depthwise(self._maybe_pad(x))
-    return activate(self.bn(x, training=training), self.activation)
+    return activate(self._normalize(self.bn, x, training), self.activation)
 
   def compute_output_shape(self, input_shape):
     return self._output_shape(input_shape, input_shape[-1])
@@ -159,6 +165,8 @@ class XceptionSeparableConv(_BackboneBlock):
   The stride applies to the depthwise conv; strided convs pad explicitly. The pre-activation
   output is what DeepLab taps for the decoder ("after BN, before the next ReLU").
   """
+
+  CONV_BN = (("depthwise", "depthwise_bn"), ("pointwise", "pointwise_bn"))
 
   def __init__(self, filters: int, kernel_size: int = 3, strides: int = 1, rate: int = 1,
                activation_inside: bool = False, explicit_padding: bool = True,
@@ -186,12 +194,18 @@ class XceptionSeparableConv(_BackboneBlock):
     self.pointwise.build(mid_shape)
     self.pointwise_bn.build(self.compute_output_shape(input_shape))
 
+  def _fold_more(self, values) -> None:
+    if not self.activation_inside:  # nothing between the two convs: one bias suffices
+      push_bias_through(self.depthwise_bn, self.pointwise, self.pointwise_bn, values)
+
   def call(self, x, training=None):
     if not self.activation_inside:
       x = keras.ops.relu(x)
-    x = self.depthwise_bn(self.depthwise(self._maybe_pad(x)), training=training)
+    x = self.depthwise(self._maybe_pad(x))
+    if not (self.folded and not self.activation_inside):  # else its bias is in pointwise_bn's
+      x = self._normalize(self.depthwise_bn, x, training)
     x = activate(x, self.activation)
-    x = self.pointwise_bn(self.pointwise(x), training=training)
+    x = self._normalize(self.pointwise_bn, self.pointwise(x), training)
     return activate(x, self.activation)
 
   def compute_output_shape(self, input_shape):

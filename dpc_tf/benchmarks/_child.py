@@ -15,18 +15,32 @@ import sys
 from dpc_tf.utils import processes
 
 
-def rss_mb() -> float:
-  """The current resident set size in MB."""
+def _status_mb(field: str) -> float:
   with open("/proc/self/status") as f:
     for line in f:
-      if line.startswith("VmRSS:"):
+      if line.startswith(field + ":"):
         return int(line.split()[1]) / 1024.0
   return float("nan")
 
 
+def rss_mb() -> float:
+  """The current resident set size in MB."""
+  return _status_mb("VmRSS")
+
+
 def peak_rss_mb() -> float:
-  """This process's peak resident set size in MB (getrusage ru_maxrss)."""
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+  """This process's own peak resident set size in MB: /proc/self/status VmHWM, the high-water
+  mark of the address space exec gave it.
+
+  Not getrusage's ru_maxrss: Linux carries it across fork and exec, so a child of a large
+  parent reports at least the parent's size (every training configuration read 8476 MB,
+  the benchmark parent's peak; a 300 MB parent makes an empty `python -c` child read 317 MB
+  against a VmHWM of 11 MB).
+  """
+  peak = _status_mb("VmHWM")
+  if peak != peak:  # no /proc (not Linux): the best figure there is
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+  return peak
 
 
 def run_child(module: str, spec: dict, timeout_s: int) -> dict:

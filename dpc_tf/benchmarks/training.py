@@ -5,8 +5,17 @@ built-in dpc_synthetic data at a small crop, for MobileNet-v2 + DPC, MobileNet-v
 (the DPC against the ASPP head on the same backbone) and Xception-71 + DPC, all with the
 decoder. Throughput is global images per second over the steps after the first (which
 includes tracing, reported apart); the input pipeline is part of the loop, as in real
-training. Memory: the child process' peak resident set size and its growth from just
-before the trainer was built (tf.config.experimental.get_memory_info reads zero on CPU).
+training. After the loop the child times the step function alone on one fixed batch
+("step only"): the loop's median step minus that is what the loop adds around the step
+(input pipeline waits, host round trips for the guard, metrics and logging). Memory: the
+child process' own peak resident set size (VmHWM, _child.peak_rss_mb) and its growth from
+just before the trainer was built (tf.config.experimental.get_memory_info reads zero on CPU).
+
+Memory limit: Xception-71 + DPC + decoder is trained for 2 steps at several (crop, batch)
+sizes, each in a fresh process (plus the xception_71_dpc run above); a least-squares line peak = a + b * batch * crop^2 through
+the measured peaks estimates the largest crop per batch (and batch per crop) whose peak
+stays under the machine's memory (an extrapolation, labelled as such: a direct probe
+near the limit would push a shared machine into swap).
 
 Serving: MobileNet-v2 + DPC exported with dpc_tf.training.export_saved_model and loaded
 with tf.saved_model.load, against the same model in process (Predictor in a tf.function),
@@ -27,6 +36,7 @@ import time
 from absl import flags
 
 from dpc_tf.benchmarks import _child as child
+from dpc_tf.errors import DpcError
 
 TRAIN_CONFIGS = {
     "mobilenet_v2_dpc": dict(backbone="mobilenet_v2", head="dpc"),
@@ -41,6 +51,11 @@ flags.DEFINE_integer("training_steps", 8, "Timed steps per configuration (after 
 flags.DEFINE_integer("training_serve_size", 257, "Image size (square) of the serving test.")
 flags.DEFINE_integer("training_serve_repeats", 10, "Timed serving calls per variant.")
 flags.DEFINE_integer("training_child_timeout_s", 900, "Limit per child process.")
+flags.DEFINE_integer("training_step_only_calls", 3, "Timed calls of the bare step function.")
+flags.DEFINE_list("training_memory_sizes", ["193:1", "257:1"],
+                  "CROP:BATCH sizes of the Xception-71 memory fit, besides the xception_71_dpc "
+                  "training run's own (empty: skip the fit).")
+flags.DEFINE_float("training_memory_limit_gib", 0.0, "Memory to fit in; 0 = this machine's.")
 FLAGS = flags.FLAGS
 
 
@@ -54,7 +69,8 @@ def _train_child(spec: dict) -> dict:
   train = TrainConfig(dataset="dpc_synthetic", batch_size=spec["batch"], crop_size=spec["crop"],
                       num_steps=steps, checkpoint_every=10 ** 6, log_every=10 ** 6,
                       summary_every=10 ** 6, image_summary_every=0, seed=0,
-                      bn_momentum=0.9, base_learning_rate=0.01)
+                      bn_momentum=0.9, base_learning_rate=0.01,
+                      mixed_precision=spec.get("mixed_precision"))
   times = []
   rss_before = child.rss_mb()
   with tempfile.TemporaryDirectory() as model_dir:
@@ -63,14 +79,62 @@ def _train_child(spec: dict) -> dict:
                       step_callback=lambda step, values: times.append(time.perf_counter()))
     built = time.perf_counter()
     trainer.train()
-  step_times = [b - a for a, b in zip(times[:-1], times[1:])]
+    step_only = _time_step_only(trainer, train, spec.get("step_only_calls", 0))
+  step_times = [b - a for a, b in zip(times[:-1], times[1:])] or [float("nan")]
   median = statistics.median(step_times)
-  return {"params": int(trainer.model.count_params()),
-          "build_s": round(built - started, 2), "first_step_s": round(times[0] - built, 2),
-          "step_s_median": round(median, 3), "images_per_s": round(spec["batch"] / median, 2),
-          "images_per_s_mean": round(spec["batch"] * len(step_times) / (times[-1] - times[0]), 2),
-          "peak_rss_mb": round(child.peak_rss_mb()),
-          "rss_growth_mb": round(child.peak_rss_mb() - rss_before)}
+  result = {"params": int(trainer.model.count_params()),
+            "build_s": round(built - started, 2), "first_step_s": round(times[0] - built, 2),
+            "step_s_median": round(median, 3), "images_per_s": round(spec["batch"] / median, 2),
+            "peak_rss_mb": round(child.peak_rss_mb()),
+            "rss_growth_mb": round(child.peak_rss_mb() - rss_before)}
+  if len(times) > 1:
+    result["images_per_s_mean"] = round(
+        spec["batch"] * len(step_times) / (times[-1] - times[0]), 2)
+  if step_only is not None:
+    result["step_only_s"] = round(step_only, 3)
+    result["loop_overhead"] = round(median / step_only - 1.0, 3)
+  return result
+
+
+def _time_step_only(trainer, train, calls: int):
+  """Median time of the step function alone on one fixed batch (no loop around it)."""
+  if calls < 1:
+    return None
+  from dpc_tf.training import inputs  # pylint: disable=import-outside-toplevel
+  batch = next(iter(inputs.distributed_train_dataset(train, trainer.strategy, 0)))
+  step = trainer._train_step  # pylint: disable=protected-access
+  runs = []
+  for _ in range(calls):
+    start = time.perf_counter()
+    step(batch)["loss"].numpy()
+    runs.append(time.perf_counter() - start)
+  return statistics.median(runs)
+
+
+def memory_fit(points: list[tuple[int, int, float]], limit_mb: float) -> dict:
+  """Least-squares peak_mb = a + b * batch * crop^2 through (crop, batch, peak_mb) points;
+  the largest DeepLab crop (16k + 1) per batch and batch per crop under limit_mb."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  pixels = np.array([batch * crop * crop for crop, batch, _ in points], np.float64)
+  peaks = np.array([peak for _, _, peak in points], np.float64)
+  slope, intercept = np.polyfit(pixels, peaks, 1)
+  budget = (limit_mb - intercept) / slope  # batch x crop^2 that fits
+  fit = {"intercept_mb": round(float(intercept)), "mb_per_megapixel": round(float(slope) * 1e6,
+                                                                            1),
+         "limit_mb": round(limit_mb), "max_batch_x_pixels": int(budget),
+         "max_crop_per_batch": {}, "max_batch_per_crop": {}}
+  for batch in (1, 2, 4, 8, 16):
+    crop = int((budget / batch) ** 0.5) if budget > 0 else 0
+    fit["max_crop_per_batch"][str(batch)] = (crop - 1) // 16 * 16 + 1 if crop > 16 else 0
+  for crop in (513, 769, 1025):
+    fit["max_batch_per_crop"][str(crop)] = max(int(budget // (crop * crop)), 0)
+  return fit
+
+
+def _memory_limit_mb() -> float:
+  if FLAGS.training_memory_limit_gib > 0:
+    return FLAGS.training_memory_limit_gib * 1024.0
+  return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2.0 ** 20
 
 
 def _serve_child(spec: dict) -> dict:
@@ -112,7 +176,7 @@ def _serve_child(spec: dict) -> dict:
 def run() -> dict:
   unknown = [c for c in FLAGS.training_configs if c not in TRAIN_CONFIGS]
   if unknown:
-    raise ValueError(f"unknown training configuration(s) {', '.join(unknown)}; "
+    raise DpcError(f"unknown training configuration(s) {', '.join(unknown)}; "
                      f"known: {', '.join(TRAIN_CONFIGS)}")
   result = {"crop": FLAGS.training_crop, "batch": FLAGS.training_batch,
             "timed_steps": FLAGS.training_steps,
@@ -120,9 +184,29 @@ def run() -> dict:
             "cpus_usable": len(os.sched_getaffinity(0)), "train": {}}
   for name in FLAGS.training_configs:
     spec = {"kind": "train", "config": name, "crop": FLAGS.training_crop,
-            "batch": FLAGS.training_batch, "steps": FLAGS.training_steps}
+            "batch": FLAGS.training_batch, "steps": FLAGS.training_steps,
+            "step_only_calls": FLAGS.training_step_only_calls}
     result["train"][name] = {**TRAIN_CONFIGS[name],
                              **child.run_child(__name__, spec, FLAGS.training_child_timeout_s)}
+  if FLAGS.training_memory_sizes:
+    points, probes = [], []
+    own = result["train"].get("xception_71_dpc", {})
+    if "peak_rss_mb" in own:
+      probes.append({"crop": FLAGS.training_crop, "batch": FLAGS.training_batch,
+                     "peak_rss_mb": own["peak_rss_mb"], "from": "the training run above"})
+      points.append((FLAGS.training_crop, FLAGS.training_batch, own["peak_rss_mb"]))
+    for size in FLAGS.training_memory_sizes:
+      crop, batch = (int(v) for v in size.split(":"))
+      spec = {"kind": "train", "config": "xception_71_dpc", "crop": crop, "batch": batch,
+              "steps": 1}
+      probe = {"crop": crop, "batch": batch,
+               **child.run_child(__name__, spec, FLAGS.training_child_timeout_s)}
+      probes.append(probe)
+      if "error" not in probe:
+        points.append((crop, batch, probe["peak_rss_mb"]))
+    result["memory"] = {"config": "xception_71_dpc", "probes": probes}
+    if len({b * c * c for c, b, _ in points}) >= 2:
+      result["memory"]["fit"] = memory_fit(points, _memory_limit_mb())
   spec = {"kind": "serve", "size": FLAGS.training_serve_size,
           "repeats": FLAGS.training_serve_repeats}
   result["serve"] = {"model": "mobilenet_v2_dpc", "size": FLAGS.training_serve_size,
@@ -137,16 +221,35 @@ def to_markdown(result: dict) -> str:
            f"{result['batch']}, median of {result['timed_steps']} steps after a warm-up step; "
            f"{result['cpus_usable']} usable CPU(s), load average "
            f"{result['load_average_before'][0]} before / {result['load_average_after'][0]} "
-           f"after (shared machine: upper bounds). Memory: child peak RSS.", "",
-           "| model | params | build (s) | first step (s) | step (s) | images/s | "
-           "peak RSS (MB) | RSS growth (MB) |", "|---|---|---|---|---|---|---|---|"]
+           f"after (shared machine: upper bounds). Memory: each child's own peak RSS (VmHWM). "
+           f"\"Step only\": the step function alone on a fixed batch; \"loop adds\": the "
+           f"loop's median step over that, minus 1.", "",
+           "| model | params | build (s) | first step (s) | step (s) | images/s | step only "
+           "(s) | loop adds | peak RSS (MB) | RSS growth (MB) |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
   for name, m in result["train"].items():
     if "error" in m:
-      lines.append(f"| {name} | {m['error']} | | | | | | |")
+      lines.append(f"| {name} | {m['error']} | | | | | | | | |")
       continue
+    only = f"{m['step_only_s']:.3f}" if "step_only_s" in m else ""
+    adds = f"{100 * m['loop_overhead']:+.0f}%" if "loop_overhead" in m else ""
     lines.append(f"| {name} | {m['params'] / 1e6:.2f}M | {m['build_s']:.1f} | "
                  f"{m['first_step_s']:.1f} | {m['step_s_median']:.3f} | {m['images_per_s']:.2f} | "
-                 f"{m['peak_rss_mb']} | {m['rss_growth_mb']} |")
+                 f"{only} | {adds} | {m['peak_rss_mb']} | {m['rss_growth_mb']} |")
+  if "memory" in result:
+    lines += ["", "Peak memory of Xception-71 + DPC + decoder training (2 steps, each size in a "
+              "fresh process):", "", "| crop | batch | peak RSS (MB) |", "|---|---|---|"]
+    for p in result["memory"]["probes"]:
+      peak = p.get("peak_rss_mb", p.get("error"))
+      lines.append(f"| {p['crop']} | {p['batch']} | {peak} |")
+    fit = result["memory"].get("fit")
+    if fit:
+      crops = ", ".join(f"batch {b}: {c}x{c}" for b, c in fit["max_crop_per_batch"].items())
+      batches = ", ".join(f"{c}x{c}: {b}" for c, b in fit["max_batch_per_crop"].items())
+      lines += ["", f"**Estimate** (a linear fit through these peaks, extrapolated; not a "
+                f"direct probe): peak = {fit['intercept_mb']} MB + {fit['mb_per_megapixel']} MB "
+                f"per training megapixel (batch x crop^2). Under {fit['limit_mb']} MB the "
+                f"largest crop is {crops}; the largest batch is {batches}."]
   s = result["serve"]
   lines += ["", f"Serving {s['model']} at {s['size']}x{s['size']}, batch 1, single scale:", ""]
   if "error" in s:

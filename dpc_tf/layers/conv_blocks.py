@@ -5,11 +5,14 @@ from __future__ import annotations
 import keras
 
 from dpc_tf.layers import common
+from dpc_tf.layers.folding import FoldableMixin
 
 
 @keras.saving.register_keras_serializable(package="dpc_tf")
-class ConvBNReLU(common.NormConfigMixin, keras.layers.Layer):
+class ConvBNReLU(FoldableMixin, common.NormConfigMixin, keras.layers.Layer):
   """k x k conv (no bias, 'same') -> BN -> ReLU. The 1x1 conv operator and projections."""
+
+  CONV_BN = (("conv", "bn"),)
 
   def __init__(self, filters: int, kernel_size: int = 1, rate=1, activation: bool = True,
                weight_decay: float = common.WEIGHT_DECAY, bn_momentum: float = common.BN_MOMENTUM,
@@ -30,7 +33,7 @@ class ConvBNReLU(common.NormConfigMixin, keras.layers.Layer):
     self.bn.build(self.conv.compute_output_shape(input_shape))
 
   def call(self, x, training=None):
-    x = self.bn(self.conv(x), training=training)
+    x = self._normalize(self.bn, self.conv(x), training)
     return keras.ops.relu(x) if self.activation else x
 
   def compute_output_shape(self, input_shape):
@@ -42,12 +45,14 @@ class ConvBNReLU(common.NormConfigMixin, keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="dpc_tf")
-class SeparableConvBNReLU(common.NormConfigMixin, keras.layers.Layer):
+class SeparableConvBNReLU(FoldableMixin, common.NormConfigMixin, keras.layers.Layer):
   """Atrous separable conv: depthwise (rate r_h x r_w) -> BN -> ReLU -> 1x1 -> BN -> ReLU.
 
   Not keras.layers.SeparableConv2D, which has no BN/ReLU between its two convs. Only the
   pointwise kernel is regularised, as in the release.
   """
+
+  CONV_BN = (("depthwise", "depthwise_bn"), ("pointwise", "pointwise_bn"))
 
   def __init__(self, filters: int, rate=1, kernel_size: int = 3,
                weight_decay: float = common.WEIGHT_DECAY, bn_momentum: float = common.BN_MOMENTUM,
@@ -71,8 +76,8 @@ class SeparableConvBNReLU(common.NormConfigMixin, keras.layers.Layer):
     self.pointwise_bn.build(self.compute_output_shape(input_shape))
 
   def call(self, x, training=None):
-    x = keras.ops.relu(self.depthwise_bn(self.depthwise(x), training=training))
-    return keras.ops.relu(self.pointwise_bn(self.pointwise(x), training=training))
+    x = keras.ops.relu(self._normalize(self.depthwise_bn, self.depthwise(x), training))
+    return keras.ops.relu(self._normalize(self.pointwise_bn, self.pointwise(x), training))
 
   def compute_output_shape(self, input_shape):
     return tuple(input_shape[:-1]) + (self.filters,)

@@ -3,7 +3,7 @@
   train_and_evaluate(cell, model_dir, num_steps, ...)  train a cell's whole model, get its mIOU
   Trainer(config, model_dir, ...).train()              the tf.distribute custom training loop
   evaluate_checkpoint / evaluate_continuously          mIOU + per-class IoU, JSON in model_dir
-  Predictor(model, scales, flip)                       single/multi-scale (+ flip) inference
+  Predictor(model, scales, flip)                       single/multi-scale (+ flip) inference (BN folded)
   export_saved_model / export_checkpoint               SavedModel with a uint8 serving signature
   predict_images(saved_model, glob, output_dir)        label PNGs and colour overlays
   TrainConfig / EvalConfig / ExportConfig              settings; gin names train/evaluate/export

@@ -5,9 +5,10 @@
 
 Preprocessing (cast, padding to the evaluation crop, scales, flip) happens inside, through
 the same inference.Predictor that `evaluate` uses, so the SavedModel predicts exactly what
-evaluation scored. The module also carries the dataset's name, class names and palette as
-variables (`loaded.palette`, `loaded.class_names`, `loaded.dataset`), which
-`dpc_tf.predict` uses for colour overlays. Loading needs only TensorFlow:
+evaluation scored (both with batch norm folded into the convolutions; the SavedModel's
+variables are the folded ones, the training checkpoint keeps the originals). The module also
+carries the dataset's name, class names and palette as variables (`loaded.palette`,
+`loaded.class_names`, `loaded.dataset`), which `dpc_tf.predict` uses for colour overlays. Loading needs only TensorFlow:
 `tf.saved_model.load(dir).signatures["serving_default"](images=...)`.
 
 The input signature is declared with an unknown shape and checked at run time: a loaded
@@ -40,8 +41,8 @@ class SegmentationModule(tf.Module):
   def __init__(self, model: keras.Model, spec: data.DatasetSpec, scales: Sequence[float],
                flip: bool, pad_to: Optional[Sequence[int]] = None, step: int = -1):
     super().__init__(name="dpc_tf_segmentation")
-    self.model = model
     self._predictor = Predictor(model, scales, flip, pad_to)
+    self.model = self._predictor.model  # the batch-norm-folded copy the signature runs
     self.dataset = tf.Variable(spec.name, trainable=False, name="dataset")
     self.class_names = tf.Variable(list(spec.class_names), trainable=False, name="class_names")
     self.palette = tf.Variable(spec.palette_array(), trainable=False, name="palette")

@@ -8,6 +8,10 @@ Multi-scale inference as released (REFERENCE.md section 5): for each scale s the
 resized (bilinear, align corners) to scale_dimension(size, s), the model's logits are
 resized back to the image size, turned into probabilities by a softmax and averaged over
 every scale and, with flip, every left-right mirrored pass; the label is the argmax.
+
+The Predictor runs a copy of the model with batch norm folded into the convolutions
+(dpc_tf.models.fold_batch_norm: same outputs up to float rounding, a third less forward time
+on CPU); the model it was given, and its checkpoints, keep their weights.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import tensorflow as tf
 
 from dpc_tf.errors import DpcError
 from dpc_tf.layers.common import resize_bilinear
+from dpc_tf.models.folding import fold_batch_norm
 
 IMAGE_PAD = 127.5  # DeepLab's mean pixel, as dpc_tf.data pads evaluation images.
 
@@ -37,11 +42,13 @@ class Predictor:
     flip: also run every scale on the left-right mirrored image.
     pad_to: (h, w) to pad smaller images to (bottom/right, mean pixel) before inference,
       cropping the result back; None never pads. Evaluation data arrive padded already.
+    fold: predict with a batch-norm-folded copy of model (a snapshot of its weights now);
+      False predicts with model itself.
   """
 
   def __init__(self, model: keras.Model, scales: Sequence[float] = (1.0,), flip: bool = False,
-               pad_to: Optional[Sequence[int]] = None):
-    self.model = model
+               pad_to: Optional[Sequence[int]] = None, fold: bool = True):
+    self.model = fold_batch_norm(model) if fold else model
     self.scales = tuple(float(s) for s in scales)
     if not self.scales or min(self.scales) <= 0:
       raise DpcError(f"scales must be positive, got {scales!r}")

@@ -158,6 +158,11 @@ def test_export_predicts_what_evaluation_scored_in_a_fresh_process(run, helpers)
     np.testing.assert_allclose(served[name + "_probabilities"], mine_probabilities.numpy(),
                                atol=1e-5)
   assert served["small_labels"].shape == (1, 100, 120)
+  # Both run with batch norm folded; the unfolded model predicts the same within rounding.
+  unfolded = Predictor(model, scales, flip, pad_to=(129, 129), fold=False)
+  np.testing.assert_allclose(served["batch_probabilities"],
+                             unfolded.probabilities(tf.constant(batch, tf.float32)).numpy(),
+                             atol=1e-5)
 
   # 3. Metadata, and clear errors for bad inputs (not a crashed process).
   spec = data.get_spec("dpc_synthetic/tiny")
