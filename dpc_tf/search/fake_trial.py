@@ -73,6 +73,7 @@ class FakeTrial:
   fail_cells: tuple[str, ...] = ()  # fingerprints that also raise on every attempt
   log_path: str = ""  # appends 'start FP' / 'end FP' per call (O_APPEND): who ran what, how often
   seed_noise: float = 0.0  # noise amplitude per seed (calls with seed=K)
+  cells_per_program: int = 1  # cells the local engine hands to one worker call (packs)
 
   def crashes_once(self, cell: Cell) -> bool:
     fingerprint = fingerprint_of(cell)
@@ -126,12 +127,14 @@ class FakeTrial:
 @checks.configurable("fake_trial")
 def make_fake_trial(cache=None, sleep_s: float = 0.0, crash_once_fraction: float = 0.0,
                     fail_fraction: float = 0.0, marker_dir: str = "",
-                    crash_once_cells: tuple[str, ...] = (), log_path: str = "") -> FakeTrial:
+                    crash_once_cells: tuple[str, ...] = (), log_path: str = "",
+                    cells_per_program: int = 1) -> FakeTrial:
   """Trial factory for configs (see pipeline.trial_factory); the feature cache is unused."""
   del cache
   return FakeTrial(sleep_s=sleep_s, crash_once_fraction=crash_once_fraction,
                    fail_fraction=fail_fraction, marker_dir=marker_dir,
-                   crash_once_cells=tuple(crash_once_cells), log_path=log_path)
+                   crash_once_cells=tuple(crash_once_cells), log_path=log_path,
+                   cells_per_program=cells_per_program)
 
 
 @checks.configurable("fake_rerank_trial")

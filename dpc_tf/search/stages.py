@@ -139,6 +139,33 @@ class ProxyTrial:
       return run_proxy_trial(None, self.cache_dir, head=ASPP, **settings)
     return run_proxy_trial(cell, self.cache_dir, **settings)
 
+  @property
+  def cells_per_program(self) -> int:
+    """Cells one worker call trains side by side (proxy_trial.cells_per_program)."""
+    return int(self.settings.get("cells_per_program", 1))
+
+  def run_pack(self, pack: Sequence) -> list:
+    """Trains the subjects (subjects.Subject) side by side, one packed program per seed
+    (heads in a program share its batches, so only same-seed subjects share one); returns a
+    record or the exception that failed it, per subject, in order."""
+    from dpc_tf.proxy.packed import run_packed_trials  # pylint: disable=import-outside-toplevel
+    results: list = [None] * len(pack)
+    by_seed: dict = {}
+    for index, subject in enumerate(pack):
+      by_seed.setdefault(subject.seed or 0, []).append(index)
+    for seed, indices in by_seed.items():
+      settings = dict(self.settings)
+      settings["seed"] = settings.get("seed", 0) + seed
+      members = [(None, ASPP) if pack[i].argument == ASPP else (pack[i].argument, "dpc")
+                 for i in indices]
+      try:
+        outcomes = run_packed_trials(members, self.cache_dir, **settings)
+      except Exception as e:  # pylint: disable=broad-except  (fails every member, as alone)
+        outcomes = [e] * len(indices)
+      for index, outcome in zip(indices, outcomes):
+        results[index] = outcome
+    return results
+
   def branch_costs(self, cell: Cell) -> tuple[int, int]:
     """Analytic (params, MAdds) at the cache's eval feature map (read from its manifest, so
     after stage (b)); the driver's cost limits use it (head_costs.py)."""
