@@ -39,7 +39,7 @@ from dpc_tf.errors import DpcError
 from dpc_tf.proxy import feeding
 from dpc_tf.proxy.cache import FeatureCache
 from dpc_tf.proxy.trial import (TrialConfig, TrialTask, cache_fields, eval_batches,
-                                head_costs, subject_fields)
+                                head_costs, miou_standard_error, subject_fields)
 from dpc_tf.training import guard, losses
 from dpc_tf.training.errors import NonFiniteLossError
 from dpc_tf.training.optimizer import build_optimizer
@@ -123,12 +123,14 @@ class _PackedSteps:
   def score(self, batches) -> tuple[list, int]:
     """Each head's IOU over the batches, in self.heads order; plus examples scored."""
     k, c = len(self.heads), self.num_classes
-    matrices, count = np.zeros((k, c, c), np.int64), 0
+    per_batch, count = [], 0
     for features, labels in batches:
       counts, bad_labels = self.predict_on(features, labels)
       guard.check_labels(float(bad_labels), c, f"proxy scoring, example {count}")
-      matrices += np.rint(counts.numpy()).astype(np.int64)
+      per_batch.append(np.rint(counts.numpy()).astype(np.int64))
       count += len(features)
+    matrices = np.sum(per_batch, axis=0) if per_batch else np.zeros((k, c, c), np.int64)
+    self.standard_errors = [miou_standard_error([b[i] for b in per_batch]) for i in range(k)]
     return [metrics.iou_from_confusion(m) for m in matrices], count
 
 
@@ -230,10 +232,10 @@ def run_packed_trials(subjects: Sequence[tuple], cache_dir: str, **config) -> li
   eval_start = time.time()
   finished = [h for h in heads if h.error is None]
   if finished:
-    ious, eval_count = _PackedSteps(finished, cfg, task.num_classes).score(
-        eval_batches(evaluation, cfg))
-    for head, iou in zip(finished, ious):
-      head.record.update(_describe(iou), eval_examples=eval_count)
+    scorer = _PackedSteps(finished, cfg, task.num_classes)
+    ious, eval_count = scorer.score(eval_batches(evaluation, cfg))
+    for head, iou, error in zip(finished, ious, scorer.standard_errors):
+      head.record.update(_describe(iou), eval_examples=eval_count, miou_standard_error=error)
   eval_seconds = time.time() - eval_start
 
   pack_seconds, k = time.time() - start, len(heads)

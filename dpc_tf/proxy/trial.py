@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Sequence
+from typing import Optional, Sequence
 
 from absl import logging
 import keras
@@ -134,17 +134,32 @@ class _Trainer:
     return tf.function(step, jit_compile=self.config.jit_compile)
 
   def score(self, batches) -> tuple[float, list, float, int]:
-    """(mIOU, per-class IOU with None where unseen, pixel accuracy, examples scored)."""
-    matrix = np.zeros((self.num_classes, self.num_classes), np.int64)
-    count = 0
+    """(mIOU, per-class IOU with None where unseen, pixel accuracy, examples scored); the
+    mIOU's standard error over the eval examples is kept in self.last_standard_error."""
+    per_batch, count = [], 0
     for features, labels in batches:
       counts, bad_labels = self.predict_on(features, labels)
       guard.check_labels(float(bad_labels), self.num_classes, f"proxy scoring, example {count}")
-      matrix += np.rint(counts.numpy()).astype(np.int64)
+      per_batch.append(np.rint(counts.numpy()).astype(np.int64))
       count += len(features)
+    matrix = np.sum(per_batch, axis=0) if per_batch else np.zeros(
+        (self.num_classes, self.num_classes), np.int64)
+    self.last_standard_error = miou_standard_error(per_batch)
     iou = metrics.iou_from_confusion(matrix)
     class_iou = [None if np.isnan(v) else float(v) for v in iou.per_class]
     return iou.miou, class_iou, iou.pixel_accuracy, count
+
+
+def miou_standard_error(per_batch: Sequence[np.ndarray]) -> Optional[float]:
+  """Jackknife standard error of the mIOU over eval batches (leave one batch out): how much
+  the score would move with another eval sample of the same size, which is what says how
+  many eval examples a ranking needs (None with fewer than 2 batches)."""
+  n = len(per_batch)
+  if n < 2:
+    return None
+  total = np.sum(per_batch, axis=0)
+  leave_one_out = np.array([metrics.iou_from_confusion(total - m).miou for m in per_batch])
+  return float(np.sqrt((n - 1) / n * np.sum((leave_one_out - leave_one_out.mean()) ** 2)))
 
 
 def _batches(features: np.ndarray, labels: np.ndarray, batch_size: int):
@@ -291,7 +306,8 @@ def run_proxy_trial(cell, cache_dir: str, head: str = "dpc", **config) -> dict:
   tail = losses_seen[-max(1, min(20, len(losses_seen) // 10)):]
   phases.update(train=train_seconds, eval=eval_seconds)
   record.update(
-      phase_seconds=phases, miou=miou, class_iou=class_iou, pixel_accuracy=accuracy, steps=step,
+      phase_seconds=phases, miou=miou, miou_standard_error=trainer.last_standard_error,
+      class_iou=class_iou, pixel_accuracy=accuracy, steps=step,
       seconds=time.time() - start, train_seconds=train_seconds, eval_seconds=eval_seconds,
       step_seconds=float(np.median(step_times[1:] or step_times)),
       final_loss=float(np.mean(tail)), initial_loss=losses_seen[0], stopped_early=stopped_early,
