@@ -83,6 +83,7 @@ def _demo_settings() -> dict:
 def breakdown(cache: str, cells=("released", "F:conv1x1 0:sep3x3@6x3 1:sep3x3@12x12")) -> dict:
   """Phases of a fresh process running two trials, as fractions of its wall time."""
   settings = {k: v for k, v in _demo_settings().items() if k != "cells_per_program"}
+  settings["max_eval_examples"] = 0  # the whole eval role, as before issue 13
   start = time.perf_counter()
   out = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(
       {"cache": cache, "settings": settings, "cells": list(cells)})], capture_output=True,
@@ -154,10 +155,13 @@ def run() -> dict:
   runs = result["runs"]
   if FLAGS.proxy_throughput_before:
     runs["before"] = search_run(cache, os.path.abspath(FLAGS.proxy_throughput_before), trials)
+  full_eval = "proxy_trial.max_eval_examples = 0"  # the demo scores on fewer: its own row
   for k in FLAGS.proxy_throughput_packs:
-    runs[f"K={k}"] = search_run(cache, _ROOT, trials, [f"proxy_trial.cells_per_program = {k}"])
+    runs[f"K={k}"] = search_run(cache, _ROOT, trials,
+                                [f"proxy_trial.cells_per_program = {k}", full_eval])
   if FLAGS.proxy_throughput_seed_noise:
-    runs["K=1, seed+1"] = search_run(cache, _ROOT, trials, ["proxy_trial.seed = 1"])
+    runs["K=1, seed+1"] = search_run(cache, _ROOT, trials, [
+        "proxy_trial.cells_per_program = 1", full_eval, "proxy_trial.seed = 1"])
   if FLAGS.proxy_throughput_eval_examples:
     k, n = FLAGS.proxy_throughput_packs[-1], FLAGS.proxy_throughput_eval_examples
     runs[f"K={k}, {n} eval examples"] = search_run(
@@ -196,6 +200,12 @@ def to_markdown(result: dict) -> str:
                  f"| {gap['mean_abs_gap']:.4f} / {gap['max_abs_gap']:.4f} | "
                  f"{'-' if se is None else f'{se:.4f}'} |")
   reference = "before" if "before" in result["runs"] else next(iter(result["runs"]))
+  runs = result["runs"]
+  if "K=1" in runs and "K=1, seed+1" in runs:
+    drift = runs["K=1, seed+1"]["trials_per_hour"] / runs["K=1"]["trials_per_hour"]
+    lines += ["", "Load drift: the K=1 settings ran twice (K=1, then K=1 with seed + 1 after "
+              f"the K=2..8 runs) at {drift:.2f}x each other's speed; ratios between runs are "
+              "good to about that much."]
   lines += ["", f"Reference: the `{reference}` run. `before` is the code before issue 13 "
             "(a checkout run on the same cache); `K=1, seed+1` trains the same cells with "
             "the next seed, so its score gap is the seed noise the other gaps compare with. "
