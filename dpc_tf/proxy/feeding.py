@@ -10,6 +10,7 @@ do not match the manifest stops the trial with CorruptShardError.
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Iterator, Optional
 
@@ -101,3 +102,48 @@ def eval_batches(role: CachedRole, batch_size: int, start: int = 0,
     carry_f, carry_l = [features[n:]], [labels[n:]]
   if carry_f and len(carry_f[0]):
     yield carry_f[0], carry_l[0]
+
+
+# --- what a long-lived worker keeps between trials ------------------------------------------
+# A search worker runs trial after trial on the same cache: reading and checksumming the
+# train role (142 MB on the synthetic demo) and copying it into a tensor each time was a
+# fixed cost of every trial. The arrays are kept per process, keyed by the cache folder, the
+# range and the shards' checksums (a cache rewritten in place is read again); one cache at a
+# time, so a process that moves to another cache frees the first.
+_KEPT: dict = {}
+
+
+def _key(role: CachedRole, start: int, stop: int) -> tuple:
+  return (os.path.realpath(role.cache_dir), role.role, start, stop,
+          tuple(s["sha256"] for s in role.shards))
+
+
+def kept_tensors(role: CachedRole, start: int = 0,
+                 stop: Optional[int] = None) -> tuple[tf.Tensor, tf.Tensor]:
+  """Examples [start, stop) of the role as (features, labels) tensors, read once per process
+  (verified shard reads) and kept for the next trial on the same cache."""
+  stop = role.count if stop is None else min(stop, role.count)
+  key = _key(role, start, stop)
+  if key not in _KEPT:
+    if any(k[0] != key[0] for k in _KEPT):
+      _KEPT.clear()
+    features, labels = role.load(start, stop)
+    _KEPT[key] = (tf.convert_to_tensor(features), tf.convert_to_tensor(labels))
+  return _KEPT[key]
+
+
+def forget_kept() -> None:
+  """Drops what kept_tensors holds (tests; a worker that must free memory)."""
+  _KEPT.clear()
+
+
+def kept_batches(role: CachedRole, batch_size: int, start: int = 0,
+                 stop: Optional[int] = None) -> Iterator[tuple[tf.Tensor, tf.Tensor]]:
+  """eval_batches' batches, from the kept tensors (every batch but the last is full)."""
+  return batches_of(*kept_tensors(role, start, stop), batch_size)
+
+
+def batches_of(features, labels, batch_size: int):
+  """Consecutive batches of two aligned arrays or tensors (the last one may be short)."""
+  for i in range(0, len(features), batch_size):
+    yield features[i:i + batch_size], labels[i:i + batch_size]

@@ -70,6 +70,9 @@ class TrialConfig:
   eval_every: int = 0             # steps between hold-out scores (0: never)
   patience: int = 0               # hold-out scores without improvement before stopping (0: off)
   log_every_steps: int = 0
+  # Cells a search worker trains side by side in one compiled step (dpc_tf/proxy/packed.py);
+  # run_proxy_trial itself always trains one.
+  cells_per_program: int = 1
 
   @classmethod
   def from_kwargs(cls, **kwargs) -> "TrialConfig":
@@ -79,7 +82,7 @@ class TrialConfig:
       raise DpcError(f"unknown proxy trial setting(s) {', '.join(unknown)}; known: "
                       f"{', '.join(sorted(known))}")
     config = cls(**kwargs)
-    for name in ("steps", "batch_size"):
+    for name in ("steps", "batch_size", "cells_per_program"):
       if getattr(config, name) < 1:
         raise DpcError(f"proxy trial setting {name} must be >= 1, got {getattr(config, name)}")
     if config.schedule_steps and config.schedule_steps < config.steps:
@@ -143,17 +146,32 @@ class _Trainer:
     return tf.function(step, jit_compile=self.config.jit_compile)
 
   def score(self, batches) -> tuple[float, list, float, int]:
-    """(mIOU, per-class IOU with None where unseen, pixel accuracy, examples scored)."""
-    matrix = np.zeros((self.num_classes, self.num_classes), np.int64)
-    count = 0
+    """(mIOU, per-class IOU with None where unseen, pixel accuracy, examples scored); the
+    mIOU's standard error over the eval examples is kept in self.last_standard_error."""
+    per_batch, count = [], 0
     for features, labels in batches:
       counts, bad_labels = self.predict_on(features, labels)
       guard.check_labels(float(bad_labels), self.num_classes, f"proxy scoring, example {count}")
-      matrix += np.rint(counts.numpy()).astype(np.int64)
+      per_batch.append(np.rint(counts.numpy()).astype(np.int64))
       count += len(features)
+    matrix = np.sum(per_batch, axis=0) if per_batch else np.zeros(
+        (self.num_classes, self.num_classes), np.int64)
+    self.last_standard_error = miou_standard_error(per_batch)
     iou = metrics.iou_from_confusion(matrix)
     class_iou = [None if np.isnan(v) else float(v) for v in iou.per_class]
     return iou.miou, class_iou, iou.pixel_accuracy, count
+
+
+def miou_standard_error(per_batch: Sequence[np.ndarray]) -> Optional[float]:
+  """Jackknife standard error of the mIOU over eval batches (leave one batch out): how much
+  the score would move with another eval sample of the same size, which is what says how
+  many eval examples a ranking needs (None with fewer than 2 batches)."""
+  n = len(per_batch)
+  if n < 2:
+    return None
+  total = np.sum(per_batch, axis=0)
+  leave_one_out = np.array([metrics.iou_from_confusion(total - m).miou for m in per_batch])
+  return float(np.sqrt((n - 1) / n * np.sum((leave_one_out - leave_one_out.mean()) ** 2)))
 
 
 def _batches(features: np.ndarray, labels: np.ndarray, batch_size: int):
@@ -165,6 +183,57 @@ def _require(mapping: dict, key: str, where: str):
   if key not in mapping:
     raise CacheError(f"{where} lacks {key!r}, which a proxy trial needs")
   return mapping[key]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialTask:
+  """What the cache fixes for every head trained on it (read from its manifest)."""
+  num_classes: int
+  channels: int
+  crop: Sequence[int]
+  output_stride: int
+
+  @classmethod
+  def of(cls, cache: FeatureCache, cache_dir: str) -> "TrialTask":
+    train, where = cache.role("train"), f"cache {cache_dir} manifest"
+    return cls(int(_require(cache.identity, "num_classes", where)), train.feature_shape[-1],
+               _require(train.settings, "crop", where + " (train settings)"),
+               int(_require(cache.identity, "output_stride", where)))
+
+  def build_model(self, cell, head: str, cfg: TrialConfig, name: str = "proxy_head"
+                  ) -> keras.Model:
+    """The head with its initial weights drawn from cfg.seed alone: built right after
+    seeding, so a cell starts from the same weights whatever was built before it."""
+    keras.utils.set_random_seed(cfg.seed)
+    if cfg.deterministic:
+      tf.config.experimental.enable_op_determinism()
+    widths = dict(filters=cfg.filters, bn_momentum=cfg.bn_momentum)
+    if head == "dpc":
+      widths["projection_filters"] = cfg.filters  # ASPP's projection is `filters` wide already
+    return models.build_head_model(
+        self.num_classes, self.channels, head=head, cell=cell, crop_size=self.crop,
+        output_stride=self.output_stride, weight_decay=cfg.weight_decay, dropout=cfg.dropout,
+        name=name, **widths)
+
+
+def eval_batches(evaluation, cfg: TrialConfig):
+  """The eval role's first max_eval_examples in batches: from memory (kept for the next
+  trial) when it fits under memory_limit_bytes, else read shard by shard."""
+  batch, stop = cfg.eval_batch_size or cfg.batch_size, cfg.max_eval_examples or None
+  if evaluation.nbytes <= cfg.memory_limit_bytes:
+    return feeding.kept_batches(evaluation, batch, stop=stop)
+  return feeding.eval_batches(evaluation, batch, stop=stop)
+
+
+def subject_fields(cell, head: str) -> dict:
+  return dict(head=head, cell=cell.to_json() if cell else None,
+              cell_text=cell.text if cell else head,
+              cell_fingerprint=cell.fingerprint() if cell else None)
+
+
+def cache_fields(cache: FeatureCache) -> dict:
+  return {k: cache.identity.get(k) for k in ("backbone", "checkpoint_fingerprint", "dataset",
+                                             "output_stride")}
 
 
 def run_proxy_trial(cell, cache_dir: str, head: str = "dpc", start_from: Optional[str] = None,
@@ -189,29 +258,20 @@ def run_proxy_trial(cell, cache_dir: str, head: str = "dpc", start_from: Optiona
   if head == "aspp" and cell is not None:
     raise DpcError("the proxy trial's ASPP head takes no cell (cell must be None)")
   cell = search_space.as_cell(cell) if head == "dpc" else None
-  widths = dict(filters=cfg.filters, bn_momentum=cfg.bn_momentum)
-  if head == "dpc":
-    widths["projection_filters"] = cfg.filters  # ASPP's projection is `filters` wide already
   cache = FeatureCache(cache_dir)
   train, evaluation = cache.role("train"), cache.role("eval")
-  where = f"cache {cache_dir} manifest"
-  num_classes = int(_require(cache.identity, "num_classes", where))
-  output_stride = int(_require(cache.identity, "output_stride", where))
-  crop = _require(train.settings, "crop", where + " (train settings)")
+  task = TrialTask.of(cache, cache_dir)
+  num_classes = task.num_classes
 
   state = head_state.identity(head, cell.fingerprint() if cell else None,
                               cfg.schedule_steps or cfg.steps, cfg.seed)
   resumed = head_state.check(start_from, state, cfg.steps) if start_from else None
 
   keras.backend.clear_session()  # a worker runs trial after trial: drop the last one's graph
-  keras.utils.set_random_seed(cfg.seed)
-  if cfg.deterministic:
-    tf.config.experimental.enable_op_determinism()
-  model = models.build_head_model(
-      num_classes, train.feature_shape[-1], head=head, cell=cell, crop_size=crop,
-      output_stride=output_stride, weight_decay=cfg.weight_decay, dropout=cfg.dropout,
-      name="proxy_head", **widths)
+  model = task.build_model(cell, head, cfg)
+  phases = {"build": time.time() - start}
   record = head_costs(model, evaluation.feature_shape)
+  phases["costs"] = time.time() - start - phases["build"]
   trainer = _Trainer(model, cfg, num_classes)
   checkpoint = head_state.checkpoint_of(model, trainer.optimizer)
   if start_from:
@@ -225,8 +285,7 @@ def run_proxy_trial(cell, cache_dir: str, head: str = "dpc", start_from: Optiona
   holdout = train.load(train_count) if cfg.holdout_examples else None
   in_memory = train.nbytes * train_count / train.count <= cfg.memory_limit_bytes
   if in_memory:
-    features, labels = train.load(0, train_count)
-    features, labels = tf.convert_to_tensor(features), tf.convert_to_tensor(labels)
+    features, labels = feeding.kept_tensors(train, 0, train_count)
     step_fn = trainer.in_memory_step(features, labels)
     sampler = feeding.IndexSampler(train_count, cfg.batch_size, cfg.seed)
     for _ in range(resumed or 0):  # a continuation sees the batches an unbroken run would
@@ -240,6 +299,7 @@ def run_proxy_trial(cell, cache_dir: str, head: str = "dpc", start_from: Optiona
     next_step = lambda: trainer.train_on(*next(stream))
   eval_batch = cfg.eval_batch_size or cfg.batch_size
 
+  phases["load"] = time.time() - start - phases["build"] - phases["costs"]
   train_start = time.time()
   losses_seen, step_times, holdout_history = [], [], []
   best, since_best, stopped_early, step = -1.0, 0, False, resumed or 0
@@ -249,6 +309,8 @@ def run_proxy_trial(cell, cache_dir: str, head: str = "dpc", start_from: Optiona
     loss = float(loss)
     step += 1
     step_times.append(time.time() - t)
+    if step == 1:
+      phases["first_step"] = step_times[0]  # tracing + the step
     losses_seen.append(loss)
     guard.check_step(step, loss, num_classes=num_classes, bad_labels=float(bad_labels),
                      where=f"proxy trial of {f'cell {cell.text}' if cell else head}",
@@ -267,22 +329,20 @@ def run_proxy_trial(cell, cache_dir: str, head: str = "dpc", start_from: Optiona
     head_state.save(checkpoint, save_to, dict(state, steps=step))
 
   eval_start = time.time()
-  miou, class_iou, accuracy, eval_count = trainer.score(feeding.eval_batches(
-      evaluation, eval_batch, stop=cfg.max_eval_examples or None))
+  miou, class_iou, accuracy, eval_count = trainer.score(eval_batches(evaluation, cfg))
   eval_seconds = time.time() - eval_start
   tail = losses_seen[-max(1, min(20, len(losses_seen) // 10)):]
+  phases.update(train=train_seconds, eval=eval_seconds)
   record.update(
-      miou=miou, class_iou=class_iou, pixel_accuracy=accuracy, steps=step,
+      phase_seconds=phases, miou=miou, miou_standard_error=trainer.last_standard_error,
+      class_iou=class_iou, pixel_accuracy=accuracy, steps=step,
       seconds=time.time() - start, train_seconds=train_seconds, eval_seconds=eval_seconds,
       step_seconds=float(np.median(step_times[1:] or step_times)),
       final_loss=float(np.mean(tail)), initial_loss=losses_seen[0], stopped_early=stopped_early,
       holdout_miou=holdout_history, in_memory=in_memory, jit_compile=cfg.jit_compile,
       schedule_steps=cfg.schedule_steps or cfg.steps, resumed_from_steps=resumed,
       seed=cfg.seed, train_examples=train_count, eval_examples=eval_count,
-      head=head, cell=cell.to_json() if cell else None, cell_text=cell.text if cell else head,
-      cell_fingerprint=cell.fingerprint() if cell else None,
-      cache={k: cache.identity.get(k) for k in ("backbone", "checkpoint_fingerprint",
-                                                 "dataset", "output_stride")})
+      **subject_fields(cell, head), cache=cache_fields(cache))
   logging.info("proxy trial %s: mIOU %.4f after %d steps in %.1fs", record["cell_text"], miou, step,
                record["seconds"])
   return record

@@ -87,6 +87,7 @@ class FakeTrial:
   seed_noise: float = 0.0  # noise amplitude per seed (calls with seed=K)
   step_noise: float = 0.0  # noise amplitude at noise_steps proxy steps (calls with steps=N)
   noise_steps: int = 100
+  cells_per_program: int = 1  # cells the local engine hands to one worker call (packs)
 
   def crashes_once(self, cell: Cell) -> bool:
     fingerprint = fingerprint_of(cell)
@@ -163,7 +164,8 @@ class FakeTrial:
 def make_fake_trial(cache=None, sleep_s: float = 0.0, crash_once_fraction: float = 0.0,
                     fail_fraction: float = 0.0, marker_dir: str = "",
                     crash_once_cells: tuple[str, ...] = (), log_path: str = "",
-                    step_noise: float = 0.0, noise_steps: int = 100) -> FakeTrial:
+                    step_noise: float = 0.0, noise_steps: int = 100,
+                    cells_per_program: int = 1) -> FakeTrial:
   """Trial factory for configs (see pipeline.trial_factory); the feature cache is unused.
   step_noise: the score's noise at noise_steps proxy steps, shrinking as 1/sqrt(steps)."""
   del cache
@@ -172,7 +174,8 @@ def make_fake_trial(cache=None, sleep_s: float = 0.0, crash_once_fraction: float
   return FakeTrial(sleep_s=sleep_s, crash_once_fraction=crash_once_fraction,
                    fail_fraction=fail_fraction, marker_dir=marker_dir,
                    crash_once_cells=tuple(crash_once_cells), log_path=log_path,
-                   step_noise=step_noise, noise_steps=noise_steps)
+                   step_noise=step_noise, noise_steps=noise_steps,
+                   cells_per_program=cells_per_program)
 
 
 @checks.configurable("fake_rerank_trial")

@@ -23,7 +23,7 @@ from typing import Callable, Optional, Sequence, Union
 
 from dpc_tf.search import checks, head_costs
 from dpc_tf.search.errors import SearchError
-from dpc_tf.search.subjects import ASPP
+from dpc_tf.search.subjects import ASPP, call_trial
 from dpc_tf.search_space import Cell
 from dpc_tf.utils.files import JsonError, read_json
 
@@ -145,6 +145,41 @@ class ProxyTrial:
     if cell == ASPP:
       return run_proxy_trial(None, self.cache_dir, head=ASPP, **continuation, **settings)
     return run_proxy_trial(cell, self.cache_dir, **continuation, **settings)
+
+  @property
+  def cells_per_program(self) -> int:
+    """Cells one worker call trains side by side (proxy_trial.cells_per_program)."""
+    return int(self.settings.get("cells_per_program", 1))
+
+  def run_pack(self, pack: Sequence) -> list:
+    """Trains the subjects (subjects.Subject) side by side, one packed program per seed
+    (heads in a program share its batches, so only same-seed subjects share one); returns a
+    record or the exception that failed it, per subject, in order."""
+    from dpc_tf.proxy.packed import run_packed_trials  # pylint: disable=import-outside-toplevel
+    results: list = [None] * len(pack)
+    by_seed: dict = {}
+    for index, subject in enumerate(pack):
+      if subject.fidelity is not None:
+        # A rung's work order (steps, continuation) is run_proxy_trial's alone: packed
+        # programs do not continue heads, so a halving job trains by itself.
+        try:
+          results[index] = call_trial(self, subject)
+        except Exception as e:  # pylint: disable=broad-except  (this cell's failure only)
+          results[index] = e
+        continue
+      by_seed.setdefault(subject.seed or 0, []).append(index)
+    for seed, indices in by_seed.items():
+      settings = dict(self.settings)
+      settings["seed"] = settings.get("seed", 0) + seed
+      members = [(None, ASPP) if pack[i].argument == ASPP else (pack[i].argument, "dpc")
+                 for i in indices]
+      try:
+        outcomes = run_packed_trials(members, self.cache_dir, **settings)
+      except Exception as e:  # pylint: disable=broad-except  (fails every member, as alone)
+        outcomes = [e] * len(indices)
+      for index, outcome in zip(indices, outcomes):
+        results[index] = outcome
+    return results
 
   def branch_costs(self, cell: Cell) -> tuple[int, int]:
     """Analytic (params, MAdds) at the cache's eval feature map (read from its manifest, so

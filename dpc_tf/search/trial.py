@@ -130,3 +130,46 @@ def execute(payload: WorkerPayload, cell_json: str) -> tuple[dict, float]:
   record = subjects.call_trial(payload.trial_fn, subject)
   seconds = time.perf_counter() - start
   return validate_record(record, payload.metric), seconds
+
+
+def pack_size(trial_fn) -> int:
+  """Cells one worker call takes: the trial function's `cells_per_program` (default 1)."""
+  size = getattr(trial_fn, "cells_per_program", 1)
+  return size if isinstance(size, int) and size >= 1 else 1
+
+
+def execute_pack(payload: WorkerPayload, cell_jsons: list[str]) -> list[tuple]:
+  """Runs the cells of one worker call: ('done', record, seconds) or ('error', text,
+  seconds) per cell, in order; one cell's failure is that cell's alone.
+
+  A trial function with `run_pack(subjects) -> [record or exception]` trains them together
+  (the proxy's cells_per_program, ProxyTrial.run_pack) and each cell is charged an equal
+  share of the call's time; otherwise, or for a single cell, they run one after another.
+  """
+  if len(cell_jsons) == 1 or not hasattr(payload.trial_fn, "run_pack"):
+    results = []
+    for cell_json in cell_jsons:
+      start = time.perf_counter()
+      try:
+        results.append(("done",) + execute(payload, cell_json))
+      except Exception as e:  # pylint: disable=broad-except
+        results.append(("error", describe_exception(e), time.perf_counter() - start))
+    return results
+  start = time.perf_counter()
+  try:
+    prepare_worker(payload)
+    outcomes = payload.trial_fn.run_pack([subjects.decode(c) for c in cell_jsons])
+    if len(outcomes) != len(cell_jsons):
+      raise TrialError(f"run_pack returned {len(outcomes)} results for {len(cell_jsons)} cells")
+  except Exception as e:  # pylint: disable=broad-except
+    outcomes = [e] * len(cell_jsons)
+  seconds = (time.perf_counter() - start) / len(cell_jsons)
+  results = []
+  for outcome in outcomes:
+    try:
+      if isinstance(outcome, BaseException):
+        raise outcome
+      results.append(("done", validate_record(outcome, payload.metric), seconds))
+    except Exception as e:  # pylint: disable=broad-except
+      results.append(("error", describe_exception(e), seconds))
+  return results

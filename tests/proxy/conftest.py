@@ -75,3 +75,18 @@ def identity():
 @pytest.fixture(scope="session")
 def pixel_blocks() -> keras.layers.Layer:
   return PixelBlocks()
+
+
+TINY_TRAIN = {"split": "train", "crop": [129, 129], "views": 1, "seed": 0, "augment": True}
+TINY_EVAL = {"split": "validation", "crop": [129, 129], "augment": False}
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tmp_path_factory, backbone, identity):
+  """A complete cache of dpc_synthetic/tiny: 32 train / 16 eval examples, 9x9x80 features."""
+  from dpc_tf.proxy.caching import cache_role  # pylint: disable=import-outside-toplevel
+  path = str(tmp_path_factory.mktemp("tiny_cache"))
+  for role, settings in (("train", TINY_TRAIN), ("eval", TINY_EVAL)):
+    cache_role(path, identity(backbone), role, settings, backbone,
+               stream(settings["split"], settings["augment"]), shard_size=8)
+  return path

@@ -15,20 +15,6 @@ from dpc_tf.proxy.caching import cache_role
 from dpc_tf.training.errors import BadLabelError, NonFiniteLossError
 
 FAST = dict(steps=6, batch_size=4, filters=16, bn_momentum=0.9)
-TRAIN = {"split": "train", "crop": [129, 129], "views": 1, "seed": 0, "augment": True}
-EVAL = {"split": "validation", "crop": [129, 129], "augment": False}
-
-
-@pytest.fixture(scope="session")
-def tiny_cache(tmp_path_factory, backbone, examples, identity):
-  """A complete cache of dpc_synthetic/tiny: 32 train / 16 eval examples, 9x9x80 features."""
-  path = str(tmp_path_factory.mktemp("tiny_cache"))
-  for role, settings in (("train", TRAIN), ("eval", EVAL)):
-    cache_role(path, identity(backbone), role, settings, backbone,
-               examples(settings["split"], settings["augment"]), shard_size=8)
-  return path
-
-
 def test_record_has_the_contract_keys_and_the_paper_cost_convention(tiny_cache):
   record = run_proxy_trial("F:conv1x1 0:sep3x3@1x6", tiny_cache, **FAST)
   for key in ("miou", "branch_params", "branch_madds", "steps", "seconds", "final_loss",

@@ -13,12 +13,14 @@ import os
 from dpc_tf import gin_config
 from dpc_tf.search import stages
 from dpc_tf.search.pipeline import run_pipeline
+from dpc_tf.search.store import Store
 from dpc_tf.search_space import Cell
 
 TINY = [
     "feature_cache.dataset = 'dpc_synthetic/tiny'", "feature_cache.depth_multiplier = 0.25",
     "feature_cache.pretrain = False", "feature_cache.allow_random_init = True",
     "feature_cache.shard_size = 16", "proxy_trial.steps = 4", "proxy_trial.filters = 16",
+    "proxy_trial.cells_per_program = 2",  # the ASPP baseline and trial 0 in one pack
     "search_pipeline.rerank_top_k = 1", "search_pipeline.plots = False",
     "search_pipeline.baselines = ['aspp']", "search_pipeline.rerank_seeds = 1",
     "rerank_trial.num_steps = 2", "train.dataset = 'dpc_synthetic/tiny'",
@@ -38,6 +40,8 @@ def test_synthetic_demo_with_the_real_proxy(tmp_path):
   assert (aspp["trial_id"], aspp["cell"], aspp["origin"], aspp["status"]) == \
       ("-1", "aspp", "baseline", "done")
   assert [r["status"] for r in rows] == ["done", "done"]
+  with Store(str(tmp_path / "trials.sqlite")) as store:
+    assert [store.get(i).record.get("pack_size") for i in (-1, 0, 1)] == [2, 2, None]
   pricer = stages.ProxyTrial(str(tmp_path / "feature_cache"), {"filters": 16})
   for row in every:
     assert 0.0 <= float(row["proxy_miou"]) <= 1.0

@@ -31,7 +31,9 @@ from dpc_tf.search.store import Trial
 from dpc_tf.utils import processes
 
 def _worker_main(conn, payload_bytes: bytes, env: dict, parent_pid: int) -> None:
-  """Worker loop: ('run', id, cell_json) -> ('done', id, record, s) | ('error', id, text, s)."""
+  """Worker loop: ('run', [(id, cell_json), ...]) -> one ('done', id, record, s) or
+  ('error', id, text, s) per trial. Several trials in one message are one pack: the trial
+  function trains them side by side (trial.execute_pack)."""
   signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
   processes.die_with_parent(parent_pid)
   os.environ.update(env)
@@ -47,22 +49,23 @@ def _worker_main(conn, payload_bytes: bytes, env: dict, parent_pid: int) -> None
       return
     if message[0] == "stop":
       return
-    _, trial_id, cell_json = message
+    _, batch = message
     if load_error:
-      conn.send(("error", trial_id, load_error, None))
+      for trial_id, _ in batch:
+        conn.send(("error", trial_id, load_error, None))
       continue
-    start = time.perf_counter()
-    try:
-      record, seconds = trial_lib.execute(payload, cell_json)
-      reply = ("done", trial_id, record, seconds)
-      pickle.dumps(reply)  # fail here, as this trial's error, if the record cannot travel
-    except Exception as e:  # pylint: disable=broad-except
-      reply = ("error", trial_id, trial_lib.describe_exception(e), time.perf_counter() - start)
-    conn.send(reply)
+    results = trial_lib.execute_pack(payload, [cell_json for _, cell_json in batch])
+    for (trial_id, _), (kind, body, seconds) in zip(batch, results):
+      reply = (kind, trial_id, body, seconds)
+      try:
+        pickle.dumps(reply)  # fail here, as this trial's error, if the record cannot travel
+      except Exception as e:  # pylint: disable=broad-except
+        reply = ("error", trial_id, trial_lib.describe_exception(e), seconds)
+      conn.send(reply)
 
 
 class _Worker:
-  """One subprocess slot and the trial it is running."""
+  """One subprocess slot and the trials (one, or a pack) it is running."""
 
   def __init__(self, ctx, name: str, payload_bytes: bytes, env: dict):
     self.name = name
@@ -71,17 +74,23 @@ class _Worker:
                                args=(child, payload_bytes, env, os.getpid()))
     self.process.start()
     child.close()
-    self.trial: Optional[Trial] = None
+    self.trials: dict[int, Trial] = {}
     self.dispatched = 0.0
-    self.trials_run = 0
+    self.timeout_s = 0.0
+    self.calls_run = 0
 
-  def submit(self, trial: Trial) -> None:
-    self.trial, self.dispatched = trial, time.monotonic()
-    self.conn.send(("run", trial.id, trial.cell_json))
+  @property
+  def busy(self) -> bool:
+    return bool(self.trials)
+
+  def submit(self, trials: Sequence[Trial], timeout_s: float) -> None:
+    self.trials = {t.id: t for t in trials}
+    self.dispatched, self.timeout_s = time.monotonic(), timeout_s * len(trials)
+    self.conn.send(("run", [(t.id, t.cell_json) for t in trials]))
 
   def stop(self, grace_s: float = 2.0) -> None:
     """Idle: asks it to exit, then kills it after grace_s. Busy or grace_s 0: kills it."""
-    if self.process.is_alive() and self.trial is None and grace_s > 0:
+    if self.process.is_alive() and not self.trials and grace_s > 0:
       try:
         self.conn.send(("stop",))
       except (BrokenPipeError, OSError):
@@ -127,27 +136,29 @@ class LocalEngine:
                         "instance of a module-level class") from None
     ctx = multiprocessing.get_context("spawn")
     host = socket.gethostname()
+    pack = trial_lib.pack_size(payload.trial_fn)
     slots: list[Optional[_Worker]] = [None] * self.workers
     try:
       while not coordinator.finished():
         for i in range(self.workers):
-          if slots[i] is not None and slots[i].trial is not None:
+          if slots[i] is not None and slots[i].busy:
             continue
-          trial = coordinator.next_trial(worker=f"{host}/local-{i}")
-          if trial is None:
+          trials = self._take(coordinator, f"{host}/local-{i}", pack)
+          if not trials:
             break
           try:
             if slots[i] is None:
               slots[i] = _Worker(ctx, f"{host}/local-{i}", payload_bytes, self._env(i))
-            slots[i].submit(trial)
+            slots[i].submit(trials, self.trial_timeout_s)
           except OSError as e:  # the idle worker had died, or no process could start
-            coordinator.release(trial.id)
+            for trial in trials:
+              coordinator.release(trial.id)
             if slots[i] is not None:
-              slots[i].trial = None
+              slots[i].trials = {}
               slots[i].stop()
               slots[i] = None
             logging.warning("local worker %d could not take a trial (%s); restarting it", i, e)
-        busy = [w for w in slots if w is not None and w.trial is not None]
+        busy = [w for w in slots if w is not None and w.busy]
         if not busy:
           if coordinator.finished():
             break
@@ -155,7 +166,7 @@ class LocalEngine:
         multiprocessing.connection.wait([w.conn for w in busy] + [w.process.sentinel for w in busy],
                                         timeout=self.poll_s)
         for i, worker in enumerate(slots):
-          if worker is not None and worker.trial is not None and not self._collect(worker, coordinator):
+          if worker is not None and worker.busy and not self._collect(worker, coordinator):
             worker.stop()
             slots[i] = None
     finally:
@@ -165,10 +176,9 @@ class LocalEngine:
       for worker in slots:
         if worker is None:
           continue
-        trial, worker.trial = worker.trial, None
-        worker.stop(grace_s=0 if trial is not None else 2.0)
-        if trial is not None:  # stopped by us (Ctrl-C, SIGTERM, repeated failures)
-          released.append(trial.id)
+        trials, worker.trials = list(worker.trials), {}
+        worker.stop(grace_s=0 if trials else 2.0)
+        released += trials  # stopped by us (Ctrl-C, SIGTERM, repeated failures)
       for trial_id in released:
         try:
           coordinator.release(trial_id)
@@ -176,39 +186,54 @@ class LocalEngine:
           logging.warning("could not give trial %d back (%s); the next run requeues it",
                           trial_id, e)
 
+  @staticmethod
+  def _take(coordinator: Coordinator, worker: str, pack: int) -> list[Trial]:
+    """Up to `pack` trials for one worker call, each its own running row in the store (so a
+    killed driver requeues exactly the ones whose results were not recorded)."""
+    trials = []
+    while len(trials) < pack:
+      trial = coordinator.next_trial(worker=worker)
+      if trial is None:
+        break
+      trials.append(trial)
+    return trials
+
   def _collect(self, worker: _Worker, coordinator: Coordinator) -> bool:
-    """Takes the worker's result if any; False when the worker must be replaced."""
-    trial = worker.trial
-    message = None
-    if worker.conn.poll():
+    """Takes the worker's results if any; False when the worker must be replaced."""
+    while worker.trials and worker.conn.poll():
       try:
-        message = worker.conn.recv()
+        kind, trial_id, body, seconds = worker.conn.recv()
       except (EOFError, OSError):
-        message = None
-    if message is not None:
-      worker.trial = None
-      worker.trials_run += 1
-      kind, trial_id, body, seconds = message
+        break
+      if worker.trials.pop(trial_id, None) is None:
+        continue
       if kind == "done":
         coordinator.complete(trial_id, body, seconds)
       else:
         coordinator.fail(trial_id, body, seconds)
-      return not (self.trials_per_worker and worker.trials_run >= self.trials_per_worker)
+      if not worker.trials:
+        worker.calls_run += 1
+        return not (self.trials_per_worker and worker.calls_run >= self.trials_per_worker)
+    if not worker.trials:
+      return True
     if not worker.process.is_alive():
       worker.process.join()
-      worker.trial = None
+      trials, worker.trials = list(worker.trials), {}
       error = (f"the worker process died ({processes.describe_exit(worker.process.exitcode)}) while "
                f"running the trial")
       logging.warning("%s: %s", worker.name, error)
-      coordinator.fail(trial.id, error)
+      for trial_id in trials:
+        coordinator.fail(trial_id, error)
       return False
     elapsed = time.monotonic() - worker.dispatched
-    if self.trial_timeout_s and elapsed > self.trial_timeout_s:
+    if worker.timeout_s and elapsed > worker.timeout_s:
       worker.process.kill()
       worker.process.join()
-      worker.trial = None
-      coordinator.fail(trial.id, f"timed out after {elapsed:.0f} s (trial_timeout_s="
-                                 f"{self.trial_timeout_s:g})", elapsed)
+      trials, worker.trials = list(worker.trials), {}
+      for trial_id in trials:
+        coordinator.fail(trial_id, f"timed out after {elapsed:.0f} s (trial_timeout_s="
+                                   f"{self.trial_timeout_s:g} per trial, {len(trials)} in the "
+                                   f"call)", elapsed)
       return False
     return True
 
@@ -217,6 +242,7 @@ class LocalEngine:
 def make_local_engine(workers: int = 1, trial_timeout_s: float = 0.0,
                       trials_per_worker: int = 0,
                       visible_devices: Sequence[str] = ()) -> LocalEngine:
-  """The local engine as configured. trials_per_worker > 0 recycles workers (leaky trials)."""
+  """The local engine as configured. trials_per_worker > 0 recycles workers (leaky trials)
+  after that many worker calls (a call is one trial, or one pack of cells_per_program)."""
   return LocalEngine(workers=workers, trial_timeout_s=trial_timeout_s,
                      trials_per_worker=trials_per_worker, visible_devices=visible_devices)

@@ -1,0 +1,73 @@
+"""run_packed_trials: K heads in one program, each as if trained alone."""
+
+import math
+
+import pytest
+
+from dpc_tf.errors import DpcError
+from dpc_tf.proxy import run_proxy_trial
+from dpc_tf.proxy.packed import run_packed_trials
+from dpc_tf.training.errors import NonFiniteLossError
+
+FAST = dict(steps=6, batch_size=4, filters=16, bn_momentum=0.9, learning_rate=0.05)
+A, B, C = "F:sep3x3@3x3 F:pool@2x2", "F:conv1x1", "F:sep3x3@1x6 0:conv1x1"
+KEYS = ("miou", "final_loss", "initial_loss", "pixel_accuracy")
+
+
+def _close(first: dict, second: dict) -> None:
+  for key in KEYS:
+    assert first[key] == pytest.approx(second[key], rel=1e-4, abs=1e-5), key
+
+
+def test_a_head_does_not_depend_on_its_pack_mates_or_on_being_packed(tiny_cache):
+  with_b = run_packed_trials([(A, "dpc"), (B, "dpc")], tiny_cache, **FAST)
+  with_c_and_aspp = run_packed_trials([(C, "dpc"), (None, "aspp"), (A, "dpc")], tiny_cache,
+                                      **FAST)
+  alone = run_proxy_trial(A, tiny_cache, **FAST)
+  _close(with_b[0], with_c_and_aspp[2])
+  _close(with_b[0], alone)
+  # Each head got its own gradients: mates train (their losses move) and differ from A.
+  assert with_b[1]["final_loss"] != pytest.approx(with_b[0]["final_loss"], rel=1e-3)
+  assert [r["pack_size"] for r in with_c_and_aspp] == [3, 3, 3]
+  assert [r["pack_index"] for r in with_c_and_aspp] == [0, 1, 2]
+  assert with_c_and_aspp[1]["cell_text"] == "aspp" and with_b[0]["cell_text"] == A
+  assert all(r["steps"] == 6 and r["eval_examples"] == 16 for r in with_b)
+  assert with_b[0]["seconds"] == pytest.approx(with_b[0]["pack_seconds"] / 2)
+
+
+def test_a_failing_head_fails_alone(tiny_cache):
+  # One head's learning rate cannot differ inside a pack, so a bad cell stands in for a
+  # per-head failure at build time, and a diverging pack is checked head by head.
+  results = run_packed_trials([("F:bogus", "dpc"), (B, "dpc")], tiny_cache, **FAST)
+  assert isinstance(results[0], DpcError) and "bogus" in str(results[0])
+  assert results[1]["cell_text"] == B and results[1]["steps"] == 6
+  diverged = run_packed_trials([(A, "dpc"), (B, "dpc")], tiny_cache,
+                               **{**FAST, "steps": 20, "learning_rate": 1e30})
+  assert all(isinstance(r, NonFiniteLossError) for r in diverged)
+  assert str(diverged[1]).startswith("proxy trial of cell F:conv1x1: loss is ")
+
+
+def test_patience_stops_heads_one_by_one(tiny_cache):
+  settings = dict(FAST, steps=50, learning_rate=0.0, bn_momentum=1.0, holdout_examples=8,
+                  eval_every=2, patience=1)
+  first, second = run_packed_trials([(B, "dpc"), (A, "dpc")], tiny_cache, **settings)
+  for record in (first, second):
+    assert record["stopped_early"] and record["steps"] == 4 and record["train_examples"] == 24
+    assert [s for s, _ in record["holdout_miou"]] == [2, 4]
+    assert not math.isnan(record["miou"])
+
+
+def test_a_rung_work_order_in_a_pack_trains_alone_to_its_steps(tiny_cache, tmp_path):
+  # Successive halving's jobs carry steps and a continuation: ProxyTrial.run_pack trains
+  # them one at a time (packed programs do not continue heads), plain cells together.
+  from dpc_tf.search.stages import ProxyTrial  # pylint: disable=import-outside-toplevel
+  from dpc_tf.search.subjects import Fidelity, Subject  # pylint: disable=import-outside-toplevel
+  from dpc_tf.search_space import as_cell  # pylint: disable=import-outside-toplevel
+  trial = ProxyTrial(tiny_cache, dict(FAST, cells_per_program=3))
+  save_to = str(tmp_path / "heads" / "steps_3")
+  job = Subject(as_cell(A), fidelity=Fidelity(steps=3, schedule_steps=9, save_to=save_to))
+  records = trial.run_pack([job, Subject(as_cell(B)), Subject(as_cell(C))])
+  assert records[0]["steps"] == 3 and records[0]["schedule_steps"] == 9
+  assert "pack_size" not in records[0] and (tmp_path / "heads" / "steps_3").is_dir()
+  assert [r["pack_size"] for r in records[1:]] == [2, 2]
+  assert all(r["steps"] == 6 for r in records[1:])
