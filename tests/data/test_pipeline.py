@@ -31,9 +31,15 @@ def test_crop_and_scales_override():
                                  scales=(0.5,), seed=0)
   images, labels = _take(ds, 1)[0]
   assert images.shape == (2, 65, 97, 3)
-  # 129 * 0.5 = 64 rows and columns of data, then padding: row 64 and column 64 on.
-  assert np.all(labels[:, 64:] == 255) and np.all(labels[:, :, 64:] == 255)
-  assert np.all(images[:, 64:] == 127.5)
+  # 129 * 0.5 = 64 rows and columns of data, then padding: row 64 and column 64 on, or
+  # (after the random horizontal flip) the first 97 - 64 = 33 columns.
+  assert np.all(labels[:, 64:] == 255) and np.all(images[:, 64:] == 127.5)
+  for label, image in zip(labels, images):
+    flipped = not np.all(label[:, 64:] == 255)
+    padding = np.s_[:, :33] if flipped else np.s_[:, 64:]
+    data_part = np.s_[:64, 33:] if flipped else np.s_[:64, :64]
+    assert np.all(label[padding] == 255) and np.all(image[padding] == 127.5)
+    assert np.any(label[data_part] != 255)
   with pytest.raises(ValueError, match="crop_size"):
     data.build_input_pipeline(TINY, "train", 2, crop_size=(65, 0))
 
