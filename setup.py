@@ -40,7 +40,7 @@ setup(
         "pascal": ["pillow", "scipy"],  # VOC palette PNGs and SBD .mat files
         "folder": ["pillow"],  # your own data (dpc_tf.data.folder): label PNGs, image sizes
         "tensorboard": ["tensorboard"],  # the search's HParams dashboard (DIR/hparams)
-        "test": ["pytest", "hypothesis", "matplotlib", "pillow", "scipy", "ray[tune]>=2.60",
+        "test": ["pytest", "pytest-xdist", "hypothesis", "matplotlib", "pillow", "scipy", "ray[tune]>=2.60",
                  "tensorboard"],
     },
     entry_points={"console_scripts": [
