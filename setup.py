@@ -40,8 +40,8 @@ setup(
         "pascal": ["pillow", "scipy"],  # VOC palette PNGs and SBD .mat files
         "folder": ["pillow"],  # your own data (dpc_tf.data.folder): label PNGs, image sizes
         "tensorboard": ["tensorboard"],  # the search's HParams dashboard (DIR/hparams)
-        "test": ["pytest", "pytest-xdist", "hypothesis", "matplotlib", "pillow", "scipy", "ray[tune]>=2.60",
-                 "tensorboard"],
+        "test": ["pytest", "pytest-xdist", "hypothesis", "matplotlib", "pillow", "scipy",
+                 "ray[tune]>=2.60", "tensorboard"],
     },
     entry_points={"console_scripts": [
         f"dpc-{name.replace('_', '-')}=dpc_tf.{module}:run" for name, module in (
