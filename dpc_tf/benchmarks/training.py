@@ -14,7 +14,7 @@ child process' own peak resident set size (VmHWM, _child.peak_rss_mb) and its gr
 just before the trainer was built (tf.config.experimental.get_memory_info reads zero on CPU).
 
 Memory limit: Xception-71 + DPC + decoder is trained for 2 steps at several (crop, batch)
-sizes, each in a fresh process (plus the xception_71_dpc run above); a least-squares line peak = a + b * batch * crop^2 through
+sizes, each in a fresh process; a least-squares line peak = a + b * batch * crop^2 through
 the measured peaks estimates the largest crop per batch (and batch per crop) whose peak
 stays under the machine's memory (an extrapolation, labelled as such: a direct probe
 near the limit would push a shared machine into swap).
@@ -58,9 +58,10 @@ flags.DEFINE_list("training_steps_per_call", ["1", "8"],
                   "train.steps_per_call values compared in each training child (1 = one "
                   "call per step, the loop before the setting existed).")
 flags.DEFINE_integer("training_rounds", 2, "Rounds over --training_steps_per_call per child.")
-flags.DEFINE_list("training_memory_sizes", ["193:1", "257:1"],
-                  "CROP:BATCH sizes of the Xception-71 memory fit, besides the xception_71_dpc "
-                  "training run's own (empty: skip the fit).")
+flags.DEFINE_list("training_memory_sizes", ["129:4", "193:1", "257:1"],
+                  "CROP:BATCH sizes of the Xception-71 memory fit, each 2 steps in a fresh "
+                  "process (empty: skip the fit). The throughput run's own peak is not used: "
+                  "it trains longer and traces two step functions.")
 flags.DEFINE_float("training_memory_limit_gib", 0.0, "Memory to fit in; 0 = this machine's.")
 FLAGS = flags.FLAGS
 
@@ -212,11 +213,6 @@ def run() -> dict:
                              **child.run_child(__name__, spec, FLAGS.training_child_timeout_s)}
   if FLAGS.training_memory_sizes:
     points, probes = [], []
-    own = result["train"].get("xception_71_dpc", {})
-    if "peak_rss_mb" in own:
-      probes.append({"crop": FLAGS.training_crop, "batch": FLAGS.training_batch,
-                     "peak_rss_mb": own["peak_rss_mb"], "from": "the training run above"})
-      points.append((FLAGS.training_crop, FLAGS.training_batch, own["peak_rss_mb"]))
     for size in FLAGS.training_memory_sizes:
       crop, batch = (int(v) for v in size.split(":"))
       spec = {"kind": "train", "config": "xception_71_dpc", "crop": crop, "batch": batch,
