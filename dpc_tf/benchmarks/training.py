@@ -75,7 +75,8 @@ def _train_child(spec: dict) -> dict:
   config = TRAIN_CONFIGS[spec["config"]]
   per_call = spec.get("steps_per_call", [1])
   train = TrainConfig(dataset="dpc_synthetic", batch_size=spec["batch"], crop_size=spec["crop"],
-                      num_steps=spec.get("warmup_steps", 1), checkpoint_every=10 ** 6, log_every=10 ** 6,
+                      num_steps=spec.get("warmup_steps", 1),
+                      checkpoint_every=10 ** 6, log_every=10 ** 6,
                       summary_every=10 ** 6, image_summary_every=0, seed=0,
                       bn_momentum=0.9, base_learning_rate=0.01,
                       mixed_precision=spec.get("mixed_precision"))

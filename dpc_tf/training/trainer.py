@@ -8,6 +8,14 @@ One `train_step` call is one optimizer step on the global batch:
   host:       step += 1; loss, confusion counts and the finiteness of the gradients are
               reduced over replicas and read back.
 
+With train.steps_per_call = K > 1, `train_steps` runs up to K of them in one tf.function (a
+while loop reading the distributed iterator), stacks the per-step values, sums the
+confusion counts on the device and stops after the first step the guard would refuse; the
+host reads everything once per call, runs the guard and the step callback for each step,
+and logs, writes summaries and checkpoints at call ends only. Calls are cut so that every
+checkpoint and summary step (and the last step) ends a call: checkpoints land on exactly
+the configured steps whatever K is.
+
 A NaN/Inf loss (or, without loss scaling, a non-finite gradient) or a label that is neither
 a class nor 255 stops the run *before* anything is saved (guard.py), naming the step and the
 last good checkpoint; the weights in memory are discarded with the process. Under float16
@@ -291,7 +299,6 @@ class Trainer:
           run_on = iterator
         values, batch = self._run_steps(run_on, part, keep_batch=images_due and last_part)
         del run_on
-        previous = step
         for i in range(len(values["loss"])):
           step += 1
           loss = float(values["loss"][i])
