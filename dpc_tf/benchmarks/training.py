@@ -5,14 +5,16 @@ built-in dpc_synthetic data at a small crop, for MobileNet-v2 + DPC, MobileNet-v
 (the DPC against the ASPP head on the same backbone) and Xception-71 + DPC, all with the
 decoder. Throughput is global images per second over the steps after the first (which
 includes tracing, reported apart); the input pipeline is part of the loop, as in real
-training. After the loop the child times the step function alone on one fixed batch
-("step only"): the loop's median step minus that is what the loop adds around the step
-(input pipeline waits, host round trips for the guard, metrics and logging). Memory: the
+training. Each child trains one model with every train.steps_per_call of
+--training_steps_per_call in turn, round after round (the same process, weights and load:
+before/after as a ratio), then times the step function alone on one fixed batch ("step
+only"): the loop's rate against that is what the loop adds around the step (input pipeline,
+host round trips for the guard, metrics and logging). Memory: the
 child process' own peak resident set size (VmHWM, _child.peak_rss_mb) and its growth from
 just before the trainer was built (tf.config.experimental.get_memory_info reads zero on CPU).
 
 Memory limit: Xception-71 + DPC + decoder is trained for 2 steps at several (crop, batch)
-sizes, each in a fresh process (plus the xception_71_dpc run above); a least-squares line peak = a + b * batch * crop^2 through
+sizes, each in a fresh process; a least-squares line peak = a + b * batch * crop^2 through
 the measured peaks estimates the largest crop per batch (and batch per crop) whose peak
 stays under the machine's memory (an extrapolation, labelled as such: a direct probe
 near the limit would push a shared machine into swap).
@@ -52,9 +54,14 @@ flags.DEFINE_integer("training_serve_size", 257, "Image size (square) of the ser
 flags.DEFINE_integer("training_serve_repeats", 10, "Timed serving calls per variant.")
 flags.DEFINE_integer("training_child_timeout_s", 900, "Limit per child process.")
 flags.DEFINE_integer("training_step_only_calls", 3, "Timed calls of the bare step function.")
-flags.DEFINE_list("training_memory_sizes", ["193:1", "257:1"],
-                  "CROP:BATCH sizes of the Xception-71 memory fit, besides the xception_71_dpc "
-                  "training run's own (empty: skip the fit).")
+flags.DEFINE_list("training_steps_per_call", ["1", "8"],
+                  "train.steps_per_call values compared in each training child (1 = one "
+                  "call per step, the loop before the setting existed).")
+flags.DEFINE_integer("training_rounds", 2, "Rounds over --training_steps_per_call per child.")
+flags.DEFINE_list("training_memory_sizes", ["129:4", "193:1", "257:1"],
+                  "CROP:BATCH sizes of the Xception-71 memory fit, each 2 steps in a fresh "
+                  "process (empty: skip the fit). The throughput run's own peak is not used: "
+                  "it trains longer and traces two step functions.")
 flags.DEFINE_float("training_memory_limit_gib", 0.0, "Memory to fit in; 0 = this machine's.")
 FLAGS = flags.FLAGS
 
@@ -62,37 +69,48 @@ FLAGS = flags.FLAGS
 
 
 def _train_child(spec: dict) -> dict:
+  import dataclasses  # pylint: disable=import-outside-toplevel
   from dpc_tf.training.config import TrainConfig  # pylint: disable=import-outside-toplevel
   from dpc_tf.training.trainer import Trainer  # pylint: disable=import-outside-toplevel
   config = TRAIN_CONFIGS[spec["config"]]
-  steps = spec["steps"] + 1
+  per_call = spec.get("steps_per_call", [1])
   train = TrainConfig(dataset="dpc_synthetic", batch_size=spec["batch"], crop_size=spec["crop"],
-                      num_steps=steps, checkpoint_every=10 ** 6, log_every=10 ** 6,
+                      num_steps=spec.get("warmup_steps", 1),
+                      checkpoint_every=10 ** 6, log_every=10 ** 6,
                       summary_every=10 ** 6, image_summary_every=0, seed=0,
                       bn_momentum=0.9, base_learning_rate=0.01,
                       mixed_precision=spec.get("mixed_precision"))
   times = []
   rss_before = child.rss_mb()
+  rates = {str(k): [] for k in per_call}
   with tempfile.TemporaryDirectory() as model_dir:
     started = time.perf_counter()
     trainer = Trainer(train, model_dir, model_overrides=dict(config),
                       step_callback=lambda step, values: times.append(time.perf_counter()))
     built = time.perf_counter()
-    trainer.train()
+    trainer.train()  # step 1: tracing
+    first_step = times[0] - built
+    # Each later train() resumes in memory; its first call is one step (and, for K > 1, the
+    # first call of the K-step function traces it), then `steps` timed steps.
+    for _ in range(spec.get("rounds", 1)):
+      for k in per_call:
+        times.clear()
+        trainer.config = dataclasses.replace(
+            trainer.config, num_steps=int(trainer.step.numpy()) + spec["steps"] + 1,
+            steps_per_call=k)
+        trainer.train()
+        rates[str(k)].append(spec["batch"] * (len(times) - 1) / (times[-1] - times[0]))
     step_only = _time_step_only(trainer, train, spec.get("step_only_calls", 0))
-  step_times = [b - a for a, b in zip(times[:-1], times[1:])] or [float("nan")]
-  median = statistics.median(step_times)
   result = {"params": int(trainer.model.count_params()),
-            "build_s": round(built - started, 2), "first_step_s": round(times[0] - built, 2),
-            "step_s_median": round(median, 3), "images_per_s": round(spec["batch"] / median, 2),
+            "build_s": round(built - started, 2), "first_step_s": round(first_step, 2),
+            "images_per_s": {k: round(statistics.median(v), 2) for k, v in rates.items() if v},
+            "images_per_s_rounds": {k: [round(r, 2) for r in v] for k, v in rates.items() if v},
             "peak_rss_mb": round(child.peak_rss_mb()),
             "rss_growth_mb": round(child.peak_rss_mb() - rss_before)}
-  if len(times) > 1:
-    result["images_per_s_mean"] = round(
-        spec["batch"] * len(step_times) / (times[-1] - times[0]), 2)
   if step_only is not None:
     result["step_only_s"] = round(step_only, 3)
-    result["loop_overhead"] = round(median / step_only - 1.0, 3)
+    result["loop_overhead"] = {k: round(spec["batch"] / step_only / v - 1.0, 3)
+                               for k, v in result["images_per_s"].items()}
   return result
 
 
@@ -178,27 +196,28 @@ def run() -> dict:
   if unknown:
     raise DpcError(f"unknown training configuration(s) {', '.join(unknown)}; "
                      f"known: {', '.join(TRAIN_CONFIGS)}")
+  per_call = [int(k) for k in FLAGS.training_steps_per_call]
+  if not per_call or min(per_call) < 1:
+    raise DpcError(f"--training_steps_per_call={','.join(FLAGS.training_steps_per_call)}: "
+                   f"give positive integers")
   result = {"crop": FLAGS.training_crop, "batch": FLAGS.training_batch,
-            "timed_steps": FLAGS.training_steps,
+            "timed_steps": FLAGS.training_steps, "steps_per_call": per_call,
+            "rounds": FLAGS.training_rounds,
             "load_average_before": [round(l, 2) for l in os.getloadavg()],
             "cpus_usable": len(os.sched_getaffinity(0)), "train": {}}
   for name in FLAGS.training_configs:
     spec = {"kind": "train", "config": name, "crop": FLAGS.training_crop,
             "batch": FLAGS.training_batch, "steps": FLAGS.training_steps,
-            "step_only_calls": FLAGS.training_step_only_calls}
+            "step_only_calls": FLAGS.training_step_only_calls,
+            "steps_per_call": per_call, "rounds": FLAGS.training_rounds}
     result["train"][name] = {**TRAIN_CONFIGS[name],
                              **child.run_child(__name__, spec, FLAGS.training_child_timeout_s)}
   if FLAGS.training_memory_sizes:
     points, probes = [], []
-    own = result["train"].get("xception_71_dpc", {})
-    if "peak_rss_mb" in own:
-      probes.append({"crop": FLAGS.training_crop, "batch": FLAGS.training_batch,
-                     "peak_rss_mb": own["peak_rss_mb"], "from": "the training run above"})
-      points.append((FLAGS.training_crop, FLAGS.training_batch, own["peak_rss_mb"]))
     for size in FLAGS.training_memory_sizes:
       crop, batch = (int(v) for v in size.split(":"))
       spec = {"kind": "train", "config": "xception_71_dpc", "crop": crop, "batch": batch,
-              "steps": 1}
+              "steps": 0, "rounds": 0, "warmup_steps": 2}
       probe = {"crop": crop, "batch": batch,
                **child.run_child(__name__, spec, FLAGS.training_child_timeout_s)}
       probes.append(probe)
@@ -216,26 +235,35 @@ def run() -> dict:
 
 
 def to_markdown(result: dict) -> str:
+  per_call = [str(k) for k in result.get("steps_per_call", [1])]
+  base = per_call[0]
   lines = [f"Training loop (dpc_tf.training.Trainer, float32, default strategy, decoder on) on "
            f"dpc_synthetic, crop {result['crop']}x{result['crop']}, global batch "
-           f"{result['batch']}, median of {result['timed_steps']} steps after a warm-up step; "
+           f"{result['batch']}; images/s over {result['timed_steps']} steps after a warm-up "
+           f"step, median of {result.get('rounds', 1)} round(s), each round training with "
+           f"train.steps_per_call = {', '.join(per_call)} in turn in the same process; "
            f"{result['cpus_usable']} usable CPU(s), load average "
            f"{result['load_average_before'][0]} before / {result['load_average_after'][0]} "
            f"after (shared machine: upper bounds). Memory: each child's own peak RSS (VmHWM). "
            f"\"Step only\": the step function alone on a fixed batch; \"loop adds\": the "
-           f"loop's median step over that, minus 1.", "",
-           "| model | params | build (s) | first step (s) | step (s) | images/s | step only "
-           "(s) | loop adds | peak RSS (MB) | RSS growth (MB) |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+           f"step-only rate over the loop's, minus 1 (noise can make it negative).", "",
+           "| model | params | build (s) | first step (s) | "
+           + " | ".join(f"images/s (K={k})" for k in per_call)
+           + "".join(f" | K={k} vs K={base}" for k in per_call[1:])
+           + " | step only (s) | loop adds | peak RSS (MB) | RSS growth (MB) |",
+           "|---|---|---|---|" + "---|" * (2 * len(per_call) - 1) + "---|---|---|---|"]
   for name, m in result["train"].items():
     if "error" in m:
-      lines.append(f"| {name} | {m['error']} | | | | | | | | |")
+      lines.append(f"| {name} | {m['error']} |" + " |" * (2 * len(per_call) + 5))
       continue
+    rates = m["images_per_s"]
     only = f"{m['step_only_s']:.3f}" if "step_only_s" in m else ""
-    adds = f"{100 * m['loop_overhead']:+.0f}%" if "loop_overhead" in m else ""
+    adds = ", ".join(f"K={k}: {100 * v:+.0f}%" for k, v in m.get("loop_overhead", {}).items())
     lines.append(f"| {name} | {m['params'] / 1e6:.2f}M | {m['build_s']:.1f} | "
-                 f"{m['first_step_s']:.1f} | {m['step_s_median']:.3f} | {m['images_per_s']:.2f} | "
-                 f"{only} | {adds} | {m['peak_rss_mb']} | {m['rss_growth_mb']} |")
+                 f"{m['first_step_s']:.1f} | "
+                 + " | ".join(f"{rates[k]:.2f}" for k in per_call)
+                 + "".join(f" | {rates[k] / rates[base]:.2f}x" for k in per_call[1:])
+                 + f" | {only} | {adds} | {m['peak_rss_mb']} | {m['rss_growth_mb']} |")
   if "memory" in result:
     lines += ["", "Peak memory of Xception-71 + DPC + decoder training (2 steps, each size in a "
               "fresh process):", "", "| crop | batch | peak RSS (MB) |", "|---|---|---|"]

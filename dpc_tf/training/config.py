@@ -66,6 +66,12 @@ class TrainConfig:
     mixed_precision: None, "float16" (with dynamic loss scaling) or "bfloat16".
     jit_compile: XLA for the train step (off by default: it fails with sync BN inside
       strategy.run on CPU; benchmark before turning it on).
+    steps_per_call: optimizer steps per call of the step function (1: one call per step,
+      the batch fetched on the host). K > 1 runs up to K steps in one tf.function, reading
+      the input iterator inside it, and reads the losses, guard values and confusion counts
+      back once per call: fewer host round trips (they matter on accelerators). Calls are
+      shortened so that checkpoints and summaries land on exactly their configured steps;
+      progress lines are written at the first call end at or after each log_every multiple.
     checkpoint_every, keep_checkpoints: CheckpointManager cadence and retention.
     log_every, summary_every, image_summary_every, num_summary_images: logging cadence.
     seed, deterministic: reproducibility: seed sets the model's initialisation and dropout
@@ -98,6 +104,7 @@ class TrainConfig:
   tpu: Optional[str] = None
   mixed_precision: Optional[str] = None
   jit_compile: bool = False
+  steps_per_call: int = 1
   checkpoint_every: int = 1000
   keep_checkpoints: int = 5
   log_every: int = 10
@@ -115,7 +122,7 @@ class TrainConfig:
       raise DpcError(f"train.mixed_precision={self.mixed_precision!r}: choose None, "
                       f"'float16' or 'bfloat16'")
     for name in ("batch_size", "num_steps", "checkpoint_every", "keep_checkpoints",
-                 "log_every"):
+                 "log_every", "steps_per_call"):
       value = getattr(self, name)
       if not isinstance(value, int) or value < 1:
         raise DpcError(f"train.{name} must be a positive int, got {value!r}")

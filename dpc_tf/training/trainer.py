@@ -8,6 +8,14 @@ One `train_step` call is one optimizer step on the global batch:
   host:       step += 1; loss, confusion counts and the finiteness of the gradients are
               reduced over replicas and read back.
 
+With train.steps_per_call = K > 1, `train_steps` runs up to K of them in one tf.function (a
+while loop reading the distributed iterator), stacks the per-step values, sums the
+confusion counts on the device and stops after the first step the guard would refuse; the
+host reads everything once per call, runs the guard and the step callback for each step,
+and logs, writes summaries and checkpoints at call ends only. Calls are cut so that every
+checkpoint and summary step (and the last step) ends a call: checkpoints land on exactly
+the configured steps whatever K is.
+
 A NaN/Inf loss (or, without loss scaling, a non-finite gradient) or a label that is neither
 a class nor 255 stops the run *before* anything is saved (guard.py), naming the step and the
 last good checkpoint; the weights in memory are discarded with the process. Under float16
@@ -38,6 +46,9 @@ from dpc_tf.training.progress import ProgressMeter
 from dpc_tf.utils import locks
 
 ModelFn = Callable[[], keras.Model]
+
+# The per-step values a call returns (besides the summed confusion counts) and the guard reads.
+_PER_STEP = ("loss", "data_loss", "regularization", "bad_labels", "all_finite")
 
 
 @dataclasses.dataclass
@@ -110,7 +121,7 @@ class Trainer:
     self.keeper = checkpointing.CheckpointKeeper(
         model_dir, self.strategy, config.keep_checkpoints, model=self.model,
         optimizer=self.optimizer, step=self.step)
-    self._train_step = self._make_train_step()
+    self._train_step, self._train_steps = self._make_train_step()
     self._predict_step = tf.function(self._predict_replica)
 
   # ---- the step functions ----------------------------------------------------------------
@@ -157,7 +168,30 @@ class Trainer:
               "bad_labels": bad_labels,
               "all_finite": tf.equal(finite, float(self.strategy.num_replicas_in_sync))}
 
-    return tf.function(train_step)
+    def train_steps(iterator, count):
+      """Up to `count` steps on batches read inside the function; stops after the first step
+      the guard would refuse (so the host names it and nothing after it runs). Per-step
+      scalars come back stacked [done], the confusion counts summed."""
+      stacked = {k: tf.TensorArray(tf.float32, size=count) for k in _PER_STEP}
+      # int64: float32 counts are exact only up to 2^24 per cell, one batch but not K.
+      confusion = tf.zeros((self.num_classes, self.num_classes), tf.int64)
+      done, good = tf.constant(0), tf.constant(True)
+      while done < count and good:
+        values = train_step(next(iterator))
+        finite = tf.cast(values["all_finite"], tf.float32)
+        stacked = {k: stacked[k].write(done, values[k] if k != "all_finite" else finite)
+                   for k in _PER_STEP}
+        confusion += tf.cast(values["confusion"], tf.int64)
+        good = tf.logical_and(
+            tf.math.is_finite(values["loss"]), values["bad_labels"] == 0.0)
+        if not self.loss_scaling:
+          good = tf.logical_and(good, values["all_finite"])
+        done += 1
+      out = {k: v.stack()[:done] for k, v in stacked.items()}
+      out["confusion"] = confusion
+      return out
+
+    return tf.function(train_step), tf.function(train_steps)
 
   def _predict_replica(self, images):
     def predict(x):
@@ -187,18 +221,43 @@ class Trainer:
                                         self.spec.palette_array())
     summaries.write_images(step, "image | label | prediction", strips)
 
-  def _check_step(self, step: int, values: dict, loss: float) -> None:
+  def _check_step(self, step: int, values: dict, i: int) -> None:
     def advice() -> str:
       last = checkpointing.latest_checkpoint(self.model_dir)
-      return (f"cross-entropy {float(values['data_loss'])}, regularization "
-              f"{float(values['regularization'])}; training stopped without saving: the last "
+      return (f"cross-entropy {values['data_loss'][i]}, regularization "
+              f"{values['regularization'][i]}; training stopped without saving: the last "
               f"good checkpoint {last or '(none)'} is untouched. Lower "
               f"train.base_learning_rate or check the data")
     guard.check_step(
-        step, loss, num_classes=self.num_classes, where="training",
-        bad_labels=float(values["bad_labels"]),
-        gradients_finite=self.loss_scaling or bool(values["all_finite"].numpy()),
-        advice=advice)
+        step, float(values["loss"][i]), num_classes=self.num_classes, where="training",
+        bad_labels=float(values["bad_labels"][i]),
+        gradients_finite=self.loss_scaling or bool(values["all_finite"][i]), advice=advice)
+
+  def _call_length(self, step: int, first: bool) -> int:
+    """Steps of the next call: at most steps_per_call, cut so that the call ends on the
+    last step and on every checkpoint and summary step. The first call of a run is one
+    step: it carries the tracing, and speed is measured from its end."""
+    config = self.config
+    length = 1 if first else min(config.steps_per_call, config.num_steps - step)
+    for every in (config.checkpoint_every, config.summary_every, config.image_summary_every):
+      if every:
+        length = min(length, every - step % every)
+    return length
+
+  def _run_steps(self, iterator, count: int, keep_batch: bool):
+    """Runs `count` steps; returns their values as NumPy (per-step arrays, summed confusion)
+    and, with keep_batch (image summaries; count 1), the batch of that step. With
+    steps_per_call 1 every step is one call on a batch fetched here, as before K existed."""
+    if keep_batch or self.config.steps_per_call == 1:
+      batch = next(iterator)
+      out = self._train_step(batch)
+      values = {k: np.asarray([out[k].numpy()], np.float64) for k in _PER_STEP}
+      values["confusion"] = out["confusion"].numpy().astype(np.int64)
+      return values, (batch if keep_batch else None)
+    out = self._train_steps(iterator, tf.constant(count, tf.int32))
+    values = {k: out[k].numpy().astype(np.float64) for k in _PER_STEP}
+    values["confusion"] = out["confusion"].numpy()
+    return values, None
 
   @locks.locks_folder(lambda self: self.model_dir if self.chief else None,
                       "is being trained by another process", ".train.lock")
@@ -213,9 +272,10 @@ class Trainer:
                    self.model_dir, step, config.num_steps)
       return TrainResult(step, None, None, 0.0, None,
                          checkpointing.latest_checkpoint(self.model_dir), resumed)
-    logging.info("Training %s with %s on %d replica(s), global batch %d, steps %d..%d",
-                 self.model.name, type(self.strategy).__name__,
-                 self.strategy.num_replicas_in_sync, config.batch_size, step, config.num_steps)
+    logging.info("Training %s with %s on %d replica(s), global batch %d, steps %d..%d, "
+                 "%d step(s) per call", self.model.name, type(self.strategy).__name__,
+                 self.strategy.num_replicas_in_sync, config.batch_size, step,
+                 config.num_steps, config.steps_per_call)
     writer = summaries.writer(self.model_dir, "train", self.chief)
     iterator = iter(inputs.distributed_train_dataset(config, self.strategy, step))
     meter = ProgressMeter(config.num_steps, step, config.batch_size)
@@ -223,39 +283,52 @@ class Trainer:
     first_step, timed_from = step, None
     loss, train_miou, saved = None, None, None
     while step < config.num_steps:
-      batch = next(iterator)
-      if step + 1 >= config.num_steps:
-        # Stop the input pipeline's background threads before the final save: generated
-        # data (Python map functions) would keep prefetching and compete for the GIL.
-        iterator = None
-      values = self._train_step(batch)
-      step = int(self.step.numpy())
-      loss = float(values["loss"].numpy())
-      self._check_step(step, values, loss)
-      confusion += values["confusion"].numpy().astype(np.int64)
-      if step == first_step + 1:
+      count = self._call_length(step, first=step == first_step)
+      end = step + count
+      images_due = bool(config.image_summary_every) and end % config.image_summary_every == 0
+      # An image summary needs the batch of its step on the host: that step runs alone.
+      parts = [count - 1, 1] if images_due and count > 1 else [count]
+      batch = None
+      for part in parts:
+        last_part = step + part == end
+        if end >= config.num_steps and last_part:
+          # Stop the input pipeline's background threads before the final save: generated
+          # data (Python map functions) would keep prefetching and compete for the GIL.
+          iterator, run_on = None, iterator
+        else:
+          run_on = iterator
+        values, batch = self._run_steps(run_on, part, keep_batch=images_due and last_part)
+        del run_on
+        for i in range(len(values["loss"])):
+          step += 1
+          loss = float(values["loss"][i])
+          self._check_step(step, values, i)
+          if self.step_callback is not None:
+            self.step_callback(step, {
+                "loss": loss, "cross_entropy": float(values["data_loss"][i]),
+                "regularization": float(values["regularization"][i]),
+                "learning_rate": float(self.schedule(step - 1))})
+        confusion += values["confusion"]
+      if step == first_step + count and timed_from is None:
         timed_from = (time.monotonic(), step)
         meter.start()
         if self.chief:
           save_operative_config(self.model_dir, f"dpc_tf training run in {self.model_dir}",
                                 self._run_bindings())
-      learning_rate = float(self.schedule(step - 1))  # the rate this step was taken with
-      if self.step_callback is not None:
-        self.step_callback(step, {"loss": loss, "cross_entropy": float(values["data_loss"]),
-                                  "regularization": float(values["regularization"]),
-                                  "learning_rate": learning_rate})
-      if step % config.log_every == 0 or step == config.num_steps:
+      learning_rate = float(self.schedule(step - 1))  # the rate the last step was taken with
+      if step // config.log_every > (step - count) // config.log_every or \
+          step == config.num_steps:
         train_miou = metrics.iou_from_confusion(confusion).miou
         logging.info("%s", meter.line(step, loss, learning_rate, f"train mIOU {train_miou:.3f}"))
       with writer.as_default():
         if step % config.summary_every == 0 or step == config.num_steps:
           train_miou = metrics.iou_from_confusion(confusion).miou
           summaries.write_scalars(step, {
-              "loss/total": loss, "loss/cross_entropy": float(values["data_loss"]),
-              "loss/regularization": float(values["regularization"]),
+              "loss/total": loss, "loss/cross_entropy": float(values["data_loss"][-1]),
+              "loss/regularization": float(values["regularization"][-1]),
               "learning_rate": learning_rate, "train_miou": train_miou})
           confusion[:] = 0
-        if config.image_summary_every and step % config.image_summary_every == 0:
+        if images_due:
           self._write_images(step, batch)
       if step % config.checkpoint_every == 0 or step == config.num_steps:
         saved = self.keeper.save(step) or saved

@@ -84,6 +84,23 @@ out["max_reference_diff"] = max(float(np.max(np.abs(np.array(a) - b)))
 mixed = one_step(tf.distribute.get_strategy(), sys.argv[1] + "/mixed", mixed="float16")
 out["mixed"] = [mixed[0], type(mixed[4].optimizer).__name__]
 sync = one_step(mirrored, sys.argv[1] + "/sync", sync_bn=True)
+
+def two_steps(strategy, model_dir, in_one_call):
+  trainer = Trainer(config, model_dir, strategy=strategy, model_fn=model_fn)
+  trainer.model.set_weights(initial)
+  batches = iter(strategy.experimental_distribute_dataset(
+      tf.data.Dataset.from_tensors((images, labels)).repeat()))
+  if in_one_call:  # train.steps_per_call > 1: the iterator is read inside the function
+    losses = trainer._train_steps(batches, tf.constant(2))["loss"].numpy().tolist()
+  else:
+    losses = [float(trainer._train_step(next(batches))["loss"]) for _ in range(2)]
+  return losses, [w.numpy() for w in trainer.model.trainable_weights]
+
+separate = two_steps(tf.distribute.get_strategy(), sys.argv[1] + "/separate", False)
+together = two_steps(mirrored, sys.argv[1] + "/together", True)
+out["two_steps_losses"] = [separate[0], together[0]]
+out["two_steps_weight_diff"] = max(float(np.max(np.abs(a - b)))
+                                   for a, b in zip(separate[1], together[1]))
 out["sync_bn_loss"] = sync[0]
 print("RESULT " + json.dumps(out))
 '''
@@ -110,3 +127,8 @@ def test_two_replicas_take_the_same_step_as_one(tmp_path, helpers):
   assert out["mixed"][1] == "LossScaleOptimizer" and out["mixed"][0] == out["mixed"][0]
   assert abs(out["mixed"][0] - out["loss"][0]) < 0.05  # float16 forward, same loss roughly
   assert out["sync_bn_loss"] > 0
+  # Two steps in one call on 2 replicas = two calls of one step on 1 replica.
+  separate, together = out["two_steps_losses"]
+  assert len(together) == 2 and separate[1] != separate[0]
+  assert max(abs(a - b) for a, b in zip(separate, together)) < 1e-5
+  assert out["two_steps_weight_diff"] < 1e-5
