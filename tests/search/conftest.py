@@ -1,4 +1,8 @@
-"""Shared fixtures for the search tests: clean gin state, an in-process engine, CLI runner."""
+"""Shared fixtures for the search tests: clean gin state, an in-process engine, CLI runner,
+row counts of a store another process writes."""
+
+import os
+import sqlite3
 
 import pytest
 
@@ -46,3 +50,23 @@ def cli(commands):
   """`python -m dpc_tf.search ARGS` from the repo root; returns the CompletedProcess."""
   return lambda args, timeout=120, env=None: commands.run("dpc_tf.search", *args,
                                                           timeout=timeout, env=env)
+
+
+@pytest.fixture
+def count_rows():
+  """count_rows(store_path, status=None, table="trials"): rows (with that status), read-only
+  while another process writes the store; 0 while the store or the table does not exist."""
+  def count(path, status=None, table="trials"):
+    if not os.path.exists(path):
+      return 0
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    try:
+      if status is None:
+        return db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+      return db.execute(f"SELECT COUNT(*) FROM {table} WHERE status = ?",
+                        (status,)).fetchone()[0]
+    except sqlite3.OperationalError:
+      return 0
+    finally:
+      db.close()
+  return count

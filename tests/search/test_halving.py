@@ -4,7 +4,6 @@ bookkeeping on hand-made scores, resume at every commit point, and kill -9 end t
 import csv
 import os
 import signal
-import sqlite3
 import time
 
 import gin
@@ -159,19 +158,7 @@ def test_schema_1_store_is_migrated(tmp_path):
     assert store.rung_results() == []
 
 
-def _count_rung_results(path):
-  if not os.path.exists(path):
-    return 0
-  db = sqlite3.connect(path, timeout=5)
-  try:
-    return db.execute("SELECT COUNT(*) FROM rung_results").fetchone()[0]
-  except sqlite3.OperationalError:
-    return 0
-  finally:
-    db.close()
-
-
-def test_sigkill_mid_rung_then_resume_finishes_the_budget_exactly(tmp_path, commands):
+def test_sigkill_mid_rung_then_resume_finishes_the_budget_exactly(tmp_path, commands, count_rows):
   """The local engine with 2 workers (the Ray engine's halving run: test_ray_engine.py)."""
   search_dir, log = str(tmp_path / "search"), str(tmp_path / "log")
   args = ["--gin_file=gin/search/fake_demo_halving.gin", f"--search_dir={search_dir}",
@@ -182,7 +169,7 @@ def test_sigkill_mid_rung_then_resume_finishes_the_budget_exactly(tmp_path, comm
   driver = commands.start("dpc_tf.search", *args)
   store_path = os.path.join(search_dir, "trials.sqlite")
   deadline = time.time() + 60
-  while _count_rung_results(store_path) < 8 and time.time() < deadline:
+  while count_rows(store_path, table="rung_results") < 8 and time.time() < deadline:
     time.sleep(0.05)
   driver.send_signal(signal.SIGKILL)
   driver.communicate()

@@ -5,7 +5,6 @@ import csv
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -117,19 +116,6 @@ def test_unpicklable_trial_function_is_a_clear_error(tmp_path):
     _run(tmp_path, 1, lambda cell: {"miou": 0.0})
 
 
-def _count(path, status):
-  """Trials with `status` in the store at `path`, read-only (another process writes it)."""
-  if not os.path.exists(path):
-    return 0
-  db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-  try:
-    return db.execute("SELECT COUNT(*) FROM trials WHERE status = ?", (status,)).fetchone()[0]
-  except sqlite3.OperationalError:
-    return 0
-  finally:
-    db.close()
-
-
 def _alive(pid: int) -> bool:
   """Running (a zombie waiting for init to reap it counts as dead)."""
   try:
@@ -139,7 +125,7 @@ def _alive(pid: int) -> bool:
     return False
 
 
-def test_sigkill_mid_search_then_resume(tmp_path):
+def test_sigkill_mid_search_then_resume(tmp_path, count_rows):
   """Kill -9 the driver mid-search; the same command finishes the search exactly."""
   search_dir, log = str(tmp_path / "search"), str(tmp_path / "evaluations.log")
   args = [sys.executable, "-m", "dpc_tf.search", f"--gin_file={FAKE_CONFIG}",
@@ -150,7 +136,7 @@ def test_sigkill_mid_search_then_resume(tmp_path):
   driver = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   store_path = os.path.join(search_dir, "trials.sqlite")
   deadline = time.time() + 60
-  while _count(store_path, "done") < 5 and time.time() < deadline:
+  while count_rows(store_path, "done") < 5 and time.time() < deadline:
     time.sleep(0.05)
   driver.send_signal(signal.SIGKILL)
   driver.wait()
@@ -188,7 +174,7 @@ def test_sigkill_mid_search_then_resume(tmp_path):
   assert [t.cell_text for t in searched] == [t.cell_text for t in reference.store.trials()]
 
 
-def test_sigkill_while_a_baseline_runs_then_resume(tmp_path):
+def test_sigkill_while_a_baseline_runs_then_resume(tmp_path, count_rows):
   """A baseline is a trial like any other: killed mid-run, it is re-run once on resume, and
   it never takes a place of the budget."""
   search_dir, log = str(tmp_path / "search"), str(tmp_path / "evaluations.log")
@@ -200,7 +186,7 @@ def test_sigkill_while_a_baseline_runs_then_resume(tmp_path):
   driver = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   store_path = os.path.join(search_dir, "trials.sqlite")
   deadline = time.time() + 60
-  while _count(store_path, "running") < 1 and time.time() < deadline:
+  while count_rows(store_path, "running") < 1 and time.time() < deadline:
     time.sleep(0.02)
   time.sleep(0.1)
   driver.send_signal(signal.SIGKILL)
@@ -217,7 +203,7 @@ def test_sigkill_while_a_baseline_runs_then_resume(tmp_path):
       (-2, "done", 1), (-1, "done", 1), (0, "done", 1), (1, "done", 1), (2, "done", 1)]
 
 
-def test_sigterm_stops_cleanly_and_gives_the_attempt_back(tmp_path):
+def test_sigterm_stops_cleanly_and_gives_the_attempt_back(tmp_path, count_rows):
   search_dir = str(tmp_path / "search")
   driver = subprocess.Popen(
       [sys.executable, "-m", "dpc_tf.search", f"--gin_file={FAKE_CONFIG}",
@@ -225,7 +211,7 @@ def test_sigterm_stops_cleanly_and_gives_the_attempt_back(tmp_path):
       cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   store_path = os.path.join(search_dir, "trials.sqlite")
   deadline = time.time() + 60
-  while _count(store_path, "running") < 1 and time.time() < deadline:
+  while count_rows(store_path, "running") < 1 and time.time() < deadline:
     time.sleep(0.05)
   time.sleep(0.5)  # let the worker start the trial
   driver.send_signal(signal.SIGTERM)

@@ -4,7 +4,6 @@ retried, failed and resumed alone."""
 import collections
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -48,19 +47,7 @@ def test_packs_fail_and_crash_cell_by_cell(tmp_path):
   assert len(set(pids)) == 2
 
 
-def _count(path, status):
-  if not os.path.exists(path):
-    return 0
-  db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-  try:
-    return db.execute("SELECT COUNT(*) FROM trials WHERE status = ?", (status,)).fetchone()[0]
-  except sqlite3.OperationalError:
-    return 0
-  finally:
-    db.close()
-
-
-def test_sigkill_with_a_pack_in_flight_then_resume(tmp_path):
+def test_sigkill_with_a_pack_in_flight_then_resume(tmp_path, count_rows):
   search_dir, log = str(tmp_path / "search"), str(tmp_path / "evaluations.log")
   args = [sys.executable, "-m", "dpc_tf.search", f"--gin_file={FAKE_CONFIG}",
           f"--search_dir={search_dir}", "--budget=9", "--workers=1",
@@ -71,7 +58,7 @@ def test_sigkill_with_a_pack_in_flight_then_resume(tmp_path):
   driver = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   store_path = os.path.join(search_dir, "trials.sqlite")
   deadline = time.time() + 60
-  while not (_count(store_path, "done") >= 2 and _count(store_path, "running") == 3) \
+  while not (count_rows(store_path, "done") >= 2 and count_rows(store_path, "running") == 3) \
       and time.time() < deadline:
     time.sleep(0.02)
   driver.send_signal(signal.SIGKILL)

@@ -8,7 +8,6 @@ is told by its process's parent, that node's raylet (FakeTrial's log has the PPI
 import collections
 import os
 import signal
-import sqlite3
 import threading
 import time
 
@@ -99,19 +98,7 @@ def test_a_node_lost_mid_trial_costs_no_cell(tmp_path, cluster):
       t.fingerprint: 2 if t.fingerprint in cut else 1 for t in trials}
 
 
-def _done(store_path):
-  if not os.path.exists(store_path):
-    return 0
-  db = sqlite3.connect(f"file:{store_path}?mode=ro", uri=True, timeout=10)
-  try:
-    return db.execute("SELECT COUNT(*) FROM trials WHERE status = 'done'").fetchone()[0]
-  except sqlite3.OperationalError:
-    return 0
-  finally:
-    db.close()
-
-
-def test_a_killed_driver_reruns_against_the_same_cluster(tmp_path, cluster, commands):
+def test_a_killed_driver_reruns_against_the_same_cluster(tmp_path, cluster, commands, count_rows):
   """On what is left of the cluster (node B may be gone): the driver is a client of it."""
   cluster_obj, _ = cluster
   search_dir, log = str(tmp_path / "search"), str(tmp_path / "trials.log")
@@ -125,7 +112,7 @@ def test_a_killed_driver_reruns_against_the_same_cluster(tmp_path, cluster, comm
   store_path = os.path.join(search_dir, "trials.sqlite")
   driver = commands.start("dpc_tf.search", *args)
   deadline = time.time() + 120
-  while _done(store_path) < 2 and time.time() < deadline:
+  while count_rows(store_path, "done") < 2 and time.time() < deadline:
     assert driver.poll() is None, driver.communicate()[1][-3000:]
     time.sleep(0.05)
   driver.send_signal(signal.SIGKILL)
