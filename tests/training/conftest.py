@@ -3,8 +3,11 @@ come from tests/conftest.py)."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import subprocess
+import sys
 
 import keras
 import pytest
@@ -52,6 +55,18 @@ def tiny_model(num_classes: int = 7) -> keras.Model:
   return keras.Model(images, logits, name="tiny")
 
 
+def run_script(tmp_path, source: str, *args: str, env=None) -> dict:
+  """Runs `source` as a fresh Python process (its own TF, e.g. logical devices set before TF
+  starts) and returns the JSON it prints on its `RESULT ` line."""
+  script = tmp_path / "script.py"
+  script.write_text(source)
+  proc = subprocess.run([sys.executable, str(script), *args], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=300, check=False)
+  lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+  assert proc.returncode == 0 and lines, proc.stderr[-3000:]
+  return json.loads(lines[0][len("RESULT "):])
+
+
 @pytest.fixture(scope="session")
 def helpers(commands):
   """The module's helpers as a fixture (test files cannot import conftest by name under
@@ -60,4 +75,6 @@ def helpers(commands):
   return types.SimpleNamespace(
       ROOT=ROOT, SYNTHETIC_GIN=SYNTHETIC_GIN, TINY_BINDINGS=list(TINY_BINDINGS),
       subprocess_env=commands.env, run_module=commands.run, gin_args=gin_args,
-      free_port=free_port, tiny_model=tiny_model)
+      free_port=free_port, tiny_model=tiny_model,
+      run_script=lambda tmp_path, source, *args: run_script(tmp_path, source, *args,
+                                                            env=commands.env()))

@@ -2,9 +2,6 @@
 precision and synchronized batch norm run. In a subprocess: logical CPU devices must be
 configured before TensorFlow initialises, which the test process has done already."""
 
-import json
-import subprocess
-import sys
 
 SCRIPT = r'''
 import json, sys
@@ -107,14 +104,7 @@ print("RESULT " + json.dumps(out))
 
 
 def test_two_replicas_take_the_same_step_as_one(tmp_path, helpers):
-  script = tmp_path / "step.py"
-  script.write_text(SCRIPT)
-  proc = subprocess.run([sys.executable, str(script), str(tmp_path)], cwd=helpers.ROOT,
-                        env=helpers.subprocess_env(), capture_output=True, text=True,
-                        timeout=300, check=False)
-  lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
-  assert proc.returncode == 0 and lines, proc.stderr[-3000:]
-  out = json.loads(lines[0][len("RESULT "):])
+  out = helpers.run_script(tmp_path, SCRIPT, str(tmp_path))
   assert out["replicas"] == 2
   one, two = out["data_loss"]
   assert abs(one - out["reference_data_loss"]) < 1e-5

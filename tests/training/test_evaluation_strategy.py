@@ -2,9 +2,6 @@
 matrix of one device (an uneven last batch leaves one replica empty). In a subprocess:
 logical CPU devices must be configured before TensorFlow initialises."""
 
-import json
-import subprocess
-import sys
 
 SCRIPT = r'''
 import json, sys
@@ -48,14 +45,7 @@ print("RESULT " + json.dumps(out))
 
 
 def test_mirrored_evaluation_counts_what_one_device_counts(tmp_path, helpers):
-  script = tmp_path / "evaluate.py"
-  script.write_text(SCRIPT)
-  proc = subprocess.run([sys.executable, str(script)], cwd=helpers.ROOT,
-                        env=helpers.subprocess_env(), capture_output=True, text=True,
-                        timeout=300, check=False)
-  lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
-  assert proc.returncode == 0 and lines, proc.stderr[-3000:]
-  out = json.loads(lines[0][len("RESULT "):])
+  out = helpers.run_script(tmp_path, SCRIPT)
   assert out["replicas"] == 2
   assert out["mirrored_variables"] == "MirroredVariable"
   assert out["images"] == [7, 7]
