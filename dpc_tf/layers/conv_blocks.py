@@ -8,6 +8,35 @@ from dpc_tf.layers import common
 from dpc_tf.layers.folding import FoldableMixin
 
 
+def padding_only_taps(conv: keras.layers.Layer, shape) -> tuple[bool, bool]:
+  """Whether conv's off-centre taps read only padding in (height, width) at input `shape`."""
+  return tuple(size is not None and k > 1 and k % 2 == 1 and rate >= size
+               for size, k, rate in zip(shape[1:3], conv.kernel_size, conv.dilation_rate))
+
+
+def atrous_conv(conv: keras.layers.Layer, x):
+  """Calls a 'same'-padded Conv2D / DepthwiseConv2D, leaving out the taps that only read
+  padding: with an odd kernel and a rate at least the (static) feature size in a dimension,
+  every off-centre tap in that dimension falls outside the map for every output pixel, so the
+  kernel's centre row (column) alone gives the same result. The search's small feature maps
+  hit this often (rates up to 21, 9x9 or 17x17 features): TensorFlow would otherwise pad the
+  map to a multiple of the rate and convolve mostly zeros (the released cell's proxy step
+  took 70 ms instead of 40, docs/BENCHMARKS.md). Sizes it cannot see run the layer as is.
+  """
+  trim_h, trim_w = padding_only_taps(conv, x.shape)
+  if not (trim_h or trim_w):
+    return conv(x)
+  (kh, kw), (rh, rw) = conv.kernel_size, conv.dilation_rate
+  kernel = keras.ops.cast(conv.kernel, x.dtype)
+  if trim_h:
+    kernel, rh = kernel[kh // 2:kh // 2 + 1], 1
+  if trim_w:
+    kernel, rw = kernel[:, kw // 2:kw // 2 + 1], 1
+  op = (keras.ops.depthwise_conv if isinstance(conv, keras.layers.DepthwiseConv2D)
+        else keras.ops.conv)
+  return op(x, kernel, strides=1, padding="same", dilation_rate=(rh, rw))
+
+
 @keras.saving.register_keras_serializable(package="dpc_tf")
 class ConvBNReLU(FoldableMixin, common.NormConfigMixin, keras.layers.Layer):
   """k x k conv (no bias, 'same') -> BN -> ReLU. The 1x1 conv operator and projections."""
@@ -33,7 +62,7 @@ class ConvBNReLU(FoldableMixin, common.NormConfigMixin, keras.layers.Layer):
     self.bn.build(self.conv.compute_output_shape(input_shape))
 
   def call(self, x, training=None):
-    x = self._normalize(self.bn, self.conv(x), training)
+    x = self._normalize(self.bn, atrous_conv(self.conv, x), training)
     return keras.ops.relu(x) if self.activation else x
 
   def compute_output_shape(self, input_shape):
@@ -76,7 +105,8 @@ class SeparableConvBNReLU(FoldableMixin, common.NormConfigMixin, keras.layers.La
     self.pointwise_bn.build(self.compute_output_shape(input_shape))
 
   def call(self, x, training=None):
-    x = keras.ops.relu(self._normalize(self.depthwise_bn, self.depthwise(x), training))
+    x = atrous_conv(self.depthwise, x)
+    x = keras.ops.relu(self._normalize(self.depthwise_bn, x, training))
     return keras.ops.relu(self._normalize(self.pointwise_bn, self.pointwise(x), training))
 
   def compute_output_shape(self, input_shape):

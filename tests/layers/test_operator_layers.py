@@ -87,3 +87,32 @@ def test_pyramid_pooling_without_crop_needs_a_static_size():
   layer = layers.PyramidPooling(2, filters=2)
   with pytest.raises(DpcError, match="needs crop_size when the feature size is not static"):
     layer.build((None, None, None, 4))
+
+
+@pytest.mark.parametrize("size,rate", [((9, 9), (12, 18)), ((9, 17), (9, 3)), ((17, 9), (3, 21)),
+                                       ((5, 5), (21, 21)), ((9, 9), (8, 6))])
+@pytest.mark.parametrize("block", ["separable", "conv3x3"])
+def test_rates_past_the_feature_size_skip_the_padding_taps_exactly(size, rate, block):
+  # conv_blocks.atrous_conv: the trimmed kernel must give the full kernel's outputs and
+  # gradients (the off-centre taps only ever read zero padding); (8, 6) on 9x9 trims nothing.
+  from dpc_tf.layers import conv_blocks
+  layer = (layers.SeparableConvBNReLU(5, rate=rate) if block == "separable"
+           else layers.ConvBNReLU(5, kernel_size=3, rate=rate))
+  conv = layer.depthwise if block == "separable" else layer.conv
+  x = tf.constant(np.random.default_rng(4).normal(size=(2, *size, 3)).astype("float32"))
+  layer(x)
+  expected = tuple(r >= s for r, s in zip(rate, size))
+  assert conv_blocks.padding_only_taps(conv, x.shape) == expected
+  conv.kernel.assign(np.random.default_rng(5).normal(size=conv.kernel.shape))
+  with tf.GradientTape(persistent=True) as tape:
+    tape.watch(x)
+    trimmed = conv_blocks.atrous_conv(conv, x)
+    full = conv(x)  # Keras' own dilated conv over the padded map
+  np.testing.assert_allclose(trimmed.numpy(), full.numpy(), rtol=1e-5, atol=1e-5)
+  for a, b in zip(tape.gradient(trimmed, [conv.kernel, x]), tape.gradient(full, [conv.kernel, x])):
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-5)
+  # Unknown sizes (a dynamic signature) run the full kernel and agree as well.
+  spec = tf.TensorSpec([None, None, None, 3])
+  dynamic = tf.function(lambda t: layer(t, training=False), input_signature=[spec])
+  np.testing.assert_allclose(dynamic(x).numpy(), layer(x, training=False).numpy(),
+                             rtol=1e-5, atol=1e-5)
