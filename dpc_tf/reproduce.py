@@ -4,6 +4,8 @@
   fidelity         claim 1: Spearman rho of proxy vs full-task scores over >= 20 cells
   vs_aspp          claim 2: the searched cell vs the ASPP head and random cells (full task)
   proxy_cost       claim 4: wall seconds per trial and per step, proxy vs full task
+  search_verdict   claim 2 through the search itself (gin/search/claim2.gin: Pareto objective,
+                   baselines, re-rank seeds, verdict; reproduction/search_verdict.py)
   halving          beyond the paper: successive halving vs flat search at equal proxy
                    steps over --search_seeds (the fake trial; seconds; reproduction/halving.py)
   report           docs/REPRODUCTION.md and docs/reproduction/*.png from the stored JSON
@@ -21,10 +23,11 @@ from absl import flags, logging
 
 from dpc_tf import app
 from dpc_tf.errors import DpcError
-from dpc_tf.reproduction import claims, halving, report
+from dpc_tf.reproduction import claims, halving, report, search_verdict
 from dpc_tf.reproduction.store import ResultStore
 
-SUBCOMMANDS = ("search_strategy", "fidelity", "vs_aspp", "proxy_cost", halving.NAME, "report")
+SUBCOMMANDS = ("search_strategy", "fidelity", "vs_aspp", "proxy_cost", search_verdict.NAME,
+               halving.NAME, "report")
 
 flags.DEFINE_string("work_dir", "/tmp/dpc_tf_reproduction",
                     "Where every trial's JSON, the feature cache and model folders go.")
@@ -47,6 +50,10 @@ flags.DEFINE_float("max_minutes", None, "Start no new trial after this many minu
                    "resumes).")
 flags.DEFINE_integer("max_new_trials", None, "Stop after running this many trials (exit 3; "
                      "a rerun resumes): bounds one process's memory on long runs.")
+flags.DEFINE_string("search_verdict_gin", search_verdict.GIN_FILE, "search_verdict: the "
+                    "search's gin file.")
+flags.DEFINE_integer("search_verdict_budget", None, "search_verdict: proxy trials (default: "
+                     "the gin file's search_algorithm.budget).")
 flags.DEFINE_string("docs_dir", "docs", "report: where REPRODUCTION.md and reproduction/ go "
                     "(the repository's docs/ when run from its root).")
 FLAGS = flags.FLAGS
@@ -71,6 +78,14 @@ def main(args: list[str]) -> int:
   if command == "report":
     path = report.write_report(store, FLAGS.docs_dir)
     print(f"wrote {path}")
+    return 0
+  if command == search_verdict.NAME:  # a whole search, in a child process
+    search_dir = search_verdict.run_search(FLAGS.work_dir, FLAGS.search_verdict_gin,
+                                           FLAGS.search_verdict_budget)
+    summary = search_verdict.summarize(search_dir)
+    path = store.write_claim(search_verdict.NAME, summary)
+    print(f"{command}: {(summary.get('verdict') or {}).get('sentence')}; claim 2 "
+          f"{'shown' if summary['claim_shown'] else 'not shown'}; summary in {path}")
     return 0
   if command == halving.NAME:  # the fake trial: no runner, no TensorFlow
     summary = halving.study(halving.Settings(seeds=tuple(app.integers("search_seeds"))))

@@ -186,6 +186,9 @@ def test_report_from_stored_json(tmp_path):
     getattr(claims, name)(store, runner, SMALL)
   from dpc_tf.reproduction import halving  # pylint: disable=import-outside-toplevel
   store.write_claim(halving.NAME, halving.study(halving.Settings(seeds=(0,), budget=5)))
+  from dpc_tf.reproduction import search_verdict  # pylint: disable=import-outside-toplevel
+  store.write_claim(search_verdict.NAME, {"cells": [], "baselines": {}, "verdict": None,
+                                          "counts": {}, "claim_shown": False})
   text = open(report.write_report(store, str(docs))).read()
   assert "Not run yet." not in text and "Spearman rho" in text
   assert "## 5. Beyond the paper: successive halving" in text
@@ -203,7 +206,7 @@ def test_report_from_stored_json(tmp_path):
     report.write_report(ResultStore(str(tmp_path / "other")), str(docs))
   fresh = ResultStore(str(tmp_path / "other"))
   claims.proxy_cost(fresh, runner, SMALL)
-  with pytest.raises(DpcError, match="lacks fidelity, vs_aspp, search_strategy, halving, which"):
+  with pytest.raises(DpcError, match="lacks fidelity, vs_aspp, search_verdict, search_strategy, halving, which"):
     report.write_report(fresh, str(docs))
 
 
@@ -246,3 +249,54 @@ def test_halving_study_compares_at_equal_steps():
   assert halving.steps_to_reach([[100, 0.5], [300, 0.7]], 0.6) == 300
   assert halving.steps_to_reach([[100, 0.5]], 0.6) is None
   assert "not the real proxy" in "\n".join(halving.markdown(result))
+
+
+@pytest.mark.parametrize("delta, stderr, ratio, expected", [
+    (0.010, 0.004, 1.2, "beats ASPP"),
+    (0.003, 0.004, 0.5, "matches ASPP at <= 0.5x MAdds"),
+    (-0.003, 0.004, 0.4, "matches ASPP at <= 0.5x MAdds"),
+    (0.003, 0.004, 0.6, "within one s.e., not <= 0.5x MAdds"),
+    (-0.005, 0.004, 0.3, "below ASPP"),
+    (0.050, None, 0.3, "untested (one seed)"),
+])
+def test_claim_two_reads_one_standard_error(delta, stderr, ratio, expected):
+  from dpc_tf.reproduction import search_verdict  # pylint: disable=import-outside-toplevel
+  assert search_verdict.claim_test(delta, stderr, ratio) == expected
+
+
+def test_search_verdict_runs_the_search_and_reports_every_reranked_cell(commands, tmp_path):
+  import statistics  # pylint: disable=import-outside-toplevel
+  from dpc_tf.reproduction import search_verdict  # pylint: disable=import-outside-toplevel
+  from dpc_tf.search.store import Store  # pylint: disable=import-outside-toplevel
+  work = tmp_path / "work"
+  args = ("dpc_tf.reproduce", "search_verdict", f"--work_dir={work}",
+          "--search_verdict_gin=gin/search/fake_demo.gin")
+  result = commands.run(*args, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  r = json.loads((work / "search_verdict.json").read_text())
+  store = Store(str(work / "search_verdict" / "trials.sqlite"))
+  trials = {t.id: t for t in store.trials("done")}
+  aspp = next(t for t in trials.values() if t.is_baseline and t.subject.is_aspp)
+  theirs = dict(aspp.rerank_record["scores"])
+  assert len(r["cells"]) == len([t for t in trials.values()
+                                 if t.rerank_record and not t.is_baseline]) >= 2
+  for cell in r["cells"]:  # paired deltas recomputed by hand from the per-seed scores
+    mine = dict(trials[cell["trial_id"]].rerank_record["scores"])
+    deltas = [mine[s] - theirs[s] for s in sorted(set(mine) & set(theirs))]
+    assert cell["seeds"] == len(deltas) >= 2
+    assert cell["delta_miou"] == pytest.approx(statistics.fmean(deltas))
+    assert cell["stderr"] == pytest.approx(statistics.stdev(deltas) / math.sqrt(len(deltas)))
+    assert cell["claim"] == search_verdict.claim_test(cell["delta_miou"], cell["stderr"],
+                                                      cell["madds_ratio"])
+  assert r["claim_shown"] == any(c["claim"] in ("beats ASPP", "matches ASPP at <= 0.5x MAdds")
+                                 for c in r["cells"])
+  assert set(r["baselines"]) == {"aspp", "released"}
+  rows = store.trials()
+  again = commands.run(*args, timeout=300)  # resumes the finished search: nothing reruns
+  assert again.returncode == 0
+  assert [(t.id, t.finished) for t in Store(str(work / "search_verdict" / "trials.sqlite")
+                                           ).trials()] == [(t.id, t.finished) for t in rows]
+  docs = tmp_path / "docs"
+  text = open(report.write_report(ResultStore(str(work)), str(docs))).read()
+  assert "## 2b. Search beats hand design: through the search itself" in text
+  assert r["cells"][0]["cell"] in text and "baseline aspp" in text

@@ -12,11 +12,12 @@ import json
 import os
 import platform
 
-from dpc_tf.reproduction import halving, stats
+from dpc_tf.reproduction import halving, search_verdict, stats
 from dpc_tf.errors import DpcError
 from dpc_tf.utils.files import write_json_atomic, write_text_atomic
 
-CLAIMS = ("fidelity", "vs_aspp", "search_strategy", "proxy_cost", halving.NAME)
+CLAIMS = ("fidelity", "vs_aspp", search_verdict.NAME, "search_strategy", "proxy_cost",
+          halving.NAME)
 CMD = "python -m dpc_tf.reproduce"
 PAPER = {"rho": (0.36, 0.47), "params_ratio": 0.5, "madds_ratio": 0.38, "cost_ratio": 100}
 
@@ -278,6 +279,8 @@ def cost_section(r: dict, plot_dir: str) -> list[str]:
 
 SECTIONS = {"fidelity": ("1. Proxy fidelity", fidelity_section),
             "vs_aspp": ("2. Search beats hand design", vs_aspp_section),
+            search_verdict.NAME: ("2b. Search beats hand design: through the search itself",
+                                  lambda r, plot_dir: search_verdict.markdown(r)),
             "search_strategy": ("3. Local sampling beats uniform sampling", search_section),
             "proxy_cost": ("4. Proxy cost", cost_section),
             halving.NAME: ("5. Beyond the paper: successive halving at equal proxy compute",
