@@ -42,22 +42,17 @@ SQLite's WAL needs the database on a local or properly locking filesystem for th
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import json
-import math
 import os
 import sqlite3
 import time
 from typing import Iterator, Optional
 
-from dpc_tf.search import subjects
 from dpc_tf.search.errors import SearchError
+from dpc_tf.search.store_rows import (  # re-exported: the store's row type and vocabulary
+    BASELINE, STATUSES, TERMINAL, Trial, finite_or_none, json_or_none)
 from dpc_tf.search_space import Cell
 from dpc_tf.utils.files import DiskFullError, loads_json
 
-STATUSES = ("pending", "running", "done", "failed")
-TERMINAL = ("done", "failed")
-BASELINE = "baseline"  # the origin of baseline rows (negative ids)
 SCHEMA_VERSION = "2"  # 2: trials.rung and rung_results (successive halving)
 
 _SCHEMA = """
@@ -98,75 +93,6 @@ CREATE TABLE IF NOT EXISTS rung_results (
 );
 """
 _MIGRATIONS = {"1": "ALTER TABLE trials ADD COLUMN rung INTEGER NOT NULL DEFAULT 0"}
-
-
-@dataclasses.dataclass(frozen=True)
-class Trial:
-  """One row of the store. `seconds` is the time spent inside the trial function."""
-  id: int
-  fingerprint: str
-  cell_text: str
-  cell_json: str
-  origin: str
-  parent: Optional[int]
-  status: str
-  attempts: int
-  score: Optional[float]
-  record: Optional[dict]
-  error: Optional[str]
-  worker: Optional[str]
-  created: float
-  started: Optional[float]
-  finished: Optional[float]
-  seconds: Optional[float]
-  rerank_score: Optional[float]
-  rerank_record: Optional[dict]
-  rung: int = 0  # successive halving: the rung of the current (or last) job
-
-  @property
-  def subject(self) -> "subjects.Subject":
-    return subjects.decode(self.cell_json)
-
-  @property
-  def cell(self) -> Optional[Cell]:
-    """The cell (None for the ASPP baseline, which is a head, not a cell)."""
-    return self.subject.cell
-
-  @property
-  def is_baseline(self) -> bool:
-    return self.origin == BASELINE
-
-  @classmethod
-  def from_row(cls, row: sqlite3.Row) -> "Trial":
-    data = dict(row)
-    for key in ("record", "rerank_record"):
-      if data[key] is not None:
-        data[key] = loads_json(data[key], f"trial {data.get('id')} {key} in the store",
-                               duplicates_ok=True)
-    return cls(**data)
-
-
-def _json_or_none(value) -> Optional[str]:
-  return None if value is None else json.dumps(value, sort_keys=True, default=_jsonable)
-
-
-def _jsonable(value):
-  """Numpy scalars and the like, as JSON numbers or strings."""
-  for cast in (int, float):
-    try:
-      if cast(value) == value:
-        return cast(value)
-    except (TypeError, ValueError):
-      pass
-  return str(value)
-
-
-def _finite_or_none(value) -> Optional[float]:
-  try:
-    value = float(value)
-  except (TypeError, ValueError):
-    return None
-  return value if math.isfinite(value) else None
 
 
 class Store:
@@ -340,7 +266,7 @@ class Store:
     """running -> done. False (and no change) if the trial was not running any more.
 
     steps (successive halving): the rung's proxy steps; its result goes to rung_results."""
-    now, score, text = time.time(), _finite_or_none(score), _json_or_none(record)
+    now, score, text = time.time(), finite_or_none(score), json_or_none(record)
     with self.transaction() as db:
       cursor = db.execute(
           "UPDATE trials SET status = 'done', score = ?, record = ?, seconds = ?, "
@@ -458,6 +384,6 @@ class Store:
     with self.transaction() as db:
       cursor = db.execute("UPDATE trials SET rerank_score = ?, rerank_record = ? "
                           "WHERE id = ? AND status = 'done'",
-                          (_finite_or_none(score), _json_or_none(record), trial_id))
+                          (finite_or_none(score), json_or_none(record), trial_id))
       if cursor.rowcount != 1:
         raise SearchError(f"trial {trial_id} cannot be re-ranked: it is not done")
