@@ -98,23 +98,19 @@ def test_a_continued_head_in_a_pack_equals_it_continued_alone(tiny_cache, tmp_pa
 
 def test_a_rung_work_order_trains_in_the_pack_to_its_own_steps(tiny_cache, tmp_path):
   # Successive halving's jobs carry steps and a continuation: ProxyTrial.run_pack packs them
-  # with plain cells; each head stops at its own steps, the job's head is saved.
+  # with plain cells; each head stops at its own steps, the job's head is saved, a job whose
+  # head to continue is missing fails alone.
   from dpc_tf.search.stages import ProxyTrial  # pylint: disable=import-outside-toplevel
   from dpc_tf.search.subjects import Fidelity, Subject  # pylint: disable=import-outside-toplevel
   from dpc_tf.search_space import as_cell  # pylint: disable=import-outside-toplevel
   trial = ProxyTrial(tiny_cache, dict(FAST, cells_per_program=3))
   save_to = str(tmp_path / "heads" / "steps_3")
   job = Subject(as_cell(A), fidelity=Fidelity(steps=3, schedule_steps=9, save_to=save_to))
-  records = trial.run_pack([job, Subject(as_cell(B)), Subject(as_cell(C), seed=2)])
-  assert records[0]["steps"] == 3 and records[0]["schedule_steps"] == 9
-  assert (tmp_path / "heads" / "steps_3" / "state.json").is_file()
-  assert [r["pack_size"] for r in records] == [3, 3, 3]
-  assert [r["steps"] for r in records[1:]] == [6, 6] and records[2]["seed"] == 2
-  # the next rung continues the saved head in a pack too
-  promoted = Subject(as_cell(A), fidelity=Fidelity(steps=9, schedule_steps=9,
-                                                   start_from=save_to))
   lost = Subject(as_cell(B), fidelity=Fidelity(steps=9, schedule_steps=9,
                                                start_from=str(tmp_path / "none")))
-  again = trial.run_pack([promoted, lost])
-  assert again[0]["resumed_from_steps"] == 3 and again[0]["steps"] == 9
-  assert isinstance(again[1], DpcError) and "no state.json" in str(again[1])
+  records = trial.run_pack([job, Subject(as_cell(B)), lost, Subject(as_cell(C), seed=2)])
+  assert records[0]["steps"] == 3 and records[0]["schedule_steps"] == 9
+  assert (tmp_path / "heads" / "steps_3" / "state.json").is_file()
+  assert isinstance(records[2], DpcError) and "no state.json" in str(records[2])
+  assert [records[i]["pack_size"] for i in (0, 1, 3)] == [4, 4, 4]
+  assert [records[i]["steps"] for i in (1, 3)] == [6, 6] and records[3]["seed"] == 2
