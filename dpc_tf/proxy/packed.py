@@ -3,10 +3,10 @@
 `run_packed_trials([(cell, head) or Member, ...], cache_dir, **config)` trains K heads in
 one compiled step: their losses are summed into one tape (the gradient of a sum gives each
 head exactly its own loss's gradients, since no head reads another's weights), each head has
-its own optimizer (momentum slots, step count, schedule) and gets its own score. Small heads on a small feature map leave most of a step to fixed per-step
-costs (dispatch, the batch gather, the host round trip, the guard's scalar read); one program
-pays them once for K heads, and on a device with spare width the K heads' ops run in
-parallel.
+its own optimizer (momentum slots, step count, schedule) and gets its own score. Small
+heads on a small feature map leave most of a step to fixed per-step costs (dispatch, the
+batch gather, the host round trip, the guard's scalar read); one program pays them once for
+K heads, and on a device with spare width the K heads' ops run in parallel.
 
 Same distribution as one at a time, by construction: each head is built right after seeding
 with its seed (`TrialTask.build_model`), so its initial weights and its dropout generator
@@ -21,14 +21,15 @@ seeded batch sequence per (seed, step the head started at), advanced once per st
 head continued from step 100 sees batches 101, 102, ... of its seed exactly as it would
 alone, while fresh heads of the same seed share one lane (one gather, as before). A head
 that reaches its steps leaves the program (the step is retraced without it) and is saved to
-its save_to after training; exact, since a head that left is never updated again. Masking
-the optimizer step instead would keep one trace but spend the finished heads' forward and
-backward passes until the last head stops.
+its save_to after training; exact, since a head that left is never updated again. Chosen
+over masking the finished heads' optimizer steps (one trace, but their forward and backward
+passes spent until the last head stops) and over packing only equal-step jobs (a worker call
+under successive halving mixes first-rung cells and promotions, which would then run as
+several programs).
 
 Failures stay with their head: a head whose loss goes non-finite (or whose cell cannot be
 built, or whose start_from cannot be continued, or whose save fails) gets that error as its
-result and leaves the pack (the step is retraced without it);
-the others go on. Errors that concern the data (bad labels, a corrupt shard, too few
+result and leaves the pack (the step is retraced without it); the others go on. Errors that concern the data (bad labels, a corrupt shard, too few
 examples) fail the whole pack, as they would fail each trial alone. A head whose held-out
 score stops improving (`patience`) leaves the pack the same way, with its record.
 """

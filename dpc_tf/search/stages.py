@@ -163,7 +163,8 @@ class ProxyTrial:
     seed and work order (a rung's steps, the head to continue from and to save to: fresh and
     continued heads mix, proxy/packed.py); returns a record or the exception that failed
     it, per subject, in order."""
-    from dpc_tf.proxy.packed import Member, run_packed_trials  # pylint: disable=import-outside-toplevel
+    # pylint: disable-next=import-outside-toplevel
+    from dpc_tf.proxy.packed import Member, run_packed_trials
     members = []
     for subject in pack:
       order = subject.fidelity
