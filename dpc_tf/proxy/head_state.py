@@ -84,3 +84,12 @@ def save(checkpoint: tf.train.Checkpoint, save_to: str, state: dict) -> None:
     if os.path.exists(tmp):
       files.remove_tree(tmp)
     raise
+
+
+def saved_values(save_to: str) -> dict:
+  """The model and optimizer variables (slots and step counter included) of a saved state,
+  by checkpoint key: two states of one head compare key by key (the tests' 'continued equals
+  uninterrupted', 'packed equals alone')."""
+  reader = tf.train.load_checkpoint(os.path.join(save_to, _PREFIX))
+  return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+          if "OPTIMIZER_SLOT" in name or name.startswith(("model/", "optimizer/"))}

@@ -8,9 +8,13 @@ From the command to one trial (the driver process, then a worker):
        stages.proxy_task -> ProxyTrial (with the proxy_trial.* settings)
      -> run_trials: Coordinator(Store, RandomSearch).  engine.run(coordinator,
         WorkerPayload(trial function, gin config text))
+        coordinator.next_trials(worker, K): K = cells_per_program trials per worker call
         -> engines/local.py _worker_main (a subprocess) | engines/ray_tune.ray_trial (Ray)
-           -> trial.execute: apply_gin, then payload.trial_fn(cell)
+           -> trial.execute_pack: apply_gin, then payload.trial_fn(cell) per cell, or
+              payload.trial_fn.run_pack(subjects) for K > 1
               -> stages.ProxyTrial(cell) -> dpc_tf.proxy.trial.run_proxy_trial (TensorFlow)
+                 ProxyTrial.run_pack -> dpc_tf.proxy.packed.run_packed_trials
+        <- one outcome per trial -> coordinator.record (complete / fail)
 
 Pure Python at import (no TensorFlow, no Ray): the algorithm, the trial store, the
 coordinator and the engines only move cells and score records; what scores a cell is a

@@ -181,6 +181,18 @@ class Coordinator:
       pending = self._add_suggestion(index)
     return self.store.start(pending.id, worker)
 
+  def next_trials(self, worker: str = "", count: int = 1) -> list[Trial]:
+    """Up to `count` trials for one worker call (a pack: proxy_trial.cells_per_program),
+    each its own running row, so a killed driver requeues exactly the ones whose results
+    were not recorded; [] if nothing may start now."""
+    trials = []
+    while len(trials) < count:
+      trial = self.next_trial(worker=worker)
+      if trial is None:
+        break
+      trials.append(trial)
+    return trials
+
   def _add_suggestion(self, index: int) -> Trial:
     suggestion = self.algorithm.suggest(index, self.history())
     pending = self.store.add(index, suggestion.cell, suggestion.origin, suggestion.parent)
@@ -246,6 +258,13 @@ class Coordinator:
       status = "pending"
     self._notify(self.store.get(trial_id))
     return status
+
+  def record(self, trial_id: int, kind: str, body, seconds: Optional[float]) -> None:
+    """One outcome of trial.execute_pack: ('done', record) or ('error', text)."""
+    if kind == "done":
+      self.complete(trial_id, body, seconds)
+    else:
+      self.fail(trial_id, body, seconds)
 
   def release(self, trial_id: int) -> None:
     """The driver stopped this trial itself (shutdown): back to pending, attempt returned."""

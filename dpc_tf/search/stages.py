@@ -23,7 +23,7 @@ from typing import Callable, Optional, Sequence, Union
 
 from dpc_tf.search import checks, head_costs
 from dpc_tf.search.errors import SearchError
-from dpc_tf.search.subjects import ASPP, call_trial
+from dpc_tf.search.subjects import ASPP
 from dpc_tf.search_space import Cell
 from dpc_tf.utils.files import JsonError, read_json
 
@@ -127,7 +127,8 @@ class ProxyTrial:
 
   Called with "aspp" it trains the ASPP head (the baseline); seed=K adds K to the seed.
   A rung's work order (successive halving, subjects.Fidelity) replaces proxy_trial.steps
-  and continues / saves the head through run_proxy_trial's start_from / save_to.
+  and continues / saves the head through run_proxy_trial's start_from / save_to; in a pack
+  (run_pack) each member keeps its own seed and work order.
   """
   cache_dir: str
   settings: dict  # the proxy_trial.* (TrialConfig) fields, checked in the driver
@@ -136,15 +137,21 @@ class ProxyTrial:
                steps: Optional[int] = None, schedule_steps: Optional[int] = None,
                start_from: Optional[str] = None, save_to: Optional[str] = None) -> dict:
     from dpc_tf.proxy.trial import run_proxy_trial  # pylint: disable=import-outside-toplevel
-    settings = dict(self.settings)
-    if seed:
-      settings["seed"] = settings.get("seed", 0) + seed
-    if steps is not None:
-      settings.update(steps=steps, schedule_steps=schedule_steps or steps)
+    settings = dict(self.settings, **self._overrides(seed, steps, schedule_steps))
     continuation = dict(start_from=start_from, save_to=save_to)
     if cell == ASPP:
       return run_proxy_trial(None, self.cache_dir, head=ASPP, **continuation, **settings)
     return run_proxy_trial(cell, self.cache_dir, **continuation, **settings)
+
+  def _overrides(self, seed: Optional[int], steps: Optional[int],
+                 schedule_steps: Optional[int]) -> dict:
+    """The proxy_trial.* settings a subject's seed and work order replace."""
+    overrides = {}
+    if seed:
+      overrides["seed"] = self.settings.get("seed", 0) + seed
+    if steps is not None:
+      overrides.update(steps=steps, schedule_steps=schedule_steps or steps)
+    return overrides
 
   @property
   def cells_per_program(self) -> int:
@@ -152,34 +159,24 @@ class ProxyTrial:
     return int(self.settings.get("cells_per_program", 1))
 
   def run_pack(self, pack: Sequence) -> list:
-    """Trains the subjects (subjects.Subject) side by side, one packed program per seed
-    (heads in a program share its batches, so only same-seed subjects share one); returns a
-    record or the exception that failed it, per subject, in order."""
-    from dpc_tf.proxy.packed import run_packed_trials  # pylint: disable=import-outside-toplevel
-    results: list = [None] * len(pack)
-    by_seed: dict = {}
-    for index, subject in enumerate(pack):
-      if subject.fidelity is not None:
-        # A rung's work order (steps, continuation) is run_proxy_trial's alone: packed
-        # programs do not continue heads, so a halving job trains by itself.
-        try:
-          results[index] = call_trial(self, subject)
-        except Exception as e:  # pylint: disable=broad-except  (this cell's failure only)
-          results[index] = e
-        continue
-      by_seed.setdefault(subject.seed or 0, []).append(index)
-    for seed, indices in by_seed.items():
-      settings = dict(self.settings)
-      settings["seed"] = settings.get("seed", 0) + seed
-      members = [(None, ASPP) if pack[i].argument == ASPP else (pack[i].argument, "dpc")
-                 for i in indices]
-      try:
-        outcomes = run_packed_trials(members, self.cache_dir, **settings)
-      except Exception as e:  # pylint: disable=broad-except  (fails every member, as alone)
-        outcomes = [e] * len(indices)
-      for index, outcome in zip(indices, outcomes):
-        results[index] = outcome
-    return results
+    """Trains the subjects (subjects.Subject) side by side in one program, each with its own
+    seed and work order (a rung's steps, the head to continue from and to save to: fresh and
+    continued heads mix, proxy/packed.py); returns a record or the exception that failed
+    it, per subject, in order."""
+    # pylint: disable-next=import-outside-toplevel
+    from dpc_tf.proxy.packed import Member, run_packed_trials
+    members = []
+    for subject in pack:
+      order = subject.fidelity
+      work = {} if order is None else dict(start_from=order.start_from, save_to=order.save_to)
+      overrides = self._overrides(subject.seed, order and order.steps,
+                                  order and order.schedule_steps)
+      members.append(Member(None if subject.is_aspp else subject.cell,
+                            ASPP if subject.is_aspp else "dpc", **overrides, **work))
+    try:
+      return run_packed_trials(members, self.cache_dir, **self.settings)
+    except Exception as e:  # pylint: disable=broad-except  (fails every member, as alone)
+      return [e] * len(pack)
 
   def branch_costs(self, cell: Cell) -> tuple[int, int]:
     """Analytic (params, MAdds) at the cache's eval feature map (read from its manifest, so

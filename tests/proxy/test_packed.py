@@ -2,11 +2,12 @@
 
 import math
 
+import numpy as np
 import pytest
 
 from dpc_tf.errors import DpcError
-from dpc_tf.proxy import run_proxy_trial
-from dpc_tf.proxy.packed import run_packed_trials
+from dpc_tf.proxy import head_state, run_proxy_trial
+from dpc_tf.proxy.packed import Member, run_packed_trials
 from dpc_tf.training.errors import NonFiniteLossError
 
 FAST = dict(steps=6, batch_size=4, filters=16, bn_momentum=0.9, learning_rate=0.05)
@@ -57,17 +58,59 @@ def test_patience_stops_heads_one_by_one(tiny_cache):
     assert not math.isnan(record["miou"])
 
 
-def test_a_rung_work_order_in_a_pack_trains_alone_to_its_steps(tiny_cache, tmp_path):
-  # Successive halving's jobs carry steps and a continuation: ProxyTrial.run_pack trains
-  # them one at a time (packed programs do not continue heads), plain cells together.
+def _same_state(first: str, second: str) -> None:
+  expected, got = head_state.saved_values(first), head_state.saved_values(second)
+  assert set(expected) == set(got) and any("iter" in name for name in got)
+  for name, value in expected.items():
+    np.testing.assert_allclose(got[name], value, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_a_continued_head_in_a_pack_equals_it_continued_alone(tiny_cache, tmp_path):
+  """One pack mixes a head continued 3 -> 9 steps, a fresh first-rung head (0 -> 3, saved)
+  and a fresh head at the pack's 6 steps under another seed: three lanes, three stopping
+  points. The continued head ends with the weights, slots, step counter and score of the
+  same head continued alone; the fresh rung head saves the state its run alone saved."""
+  settings = dict(FAST, dropout=0.5)
+  rung = dict(schedule_steps=9, learning_rate=0.05)  # the rungs' poly schedule runs over 9
+  alone = {name: str(tmp_path / name) for name in ("rung0", "rung1", "packed0", "packed1")}
+  first = run_proxy_trial(A, tiny_cache, save_to=alone["rung0"],
+                          **dict(settings, steps=3, **rung))
+  continued = run_proxy_trial(A, tiny_cache, start_from=alone["rung0"],
+                              save_to=alone["rung1"], **dict(settings, steps=9, **rung))
+  pack = run_packed_trials(
+      [Member(A, steps=9, schedule_steps=9, start_from=alone["rung0"], save_to=alone["packed1"]),
+       Member(B, seed=1),
+       Member(A, steps=3, schedule_steps=9, save_to=alone["packed0"])],
+      tiny_cache, **dict(settings, learning_rate=0.05))
+  assert [r["steps"] for r in pack] == [9, 6, 3]
+  assert [r["resumed_from_steps"] for r in pack] == [3, None, None]
+  assert [r["schedule_steps"] for r in pack] == [9, 6, 9]
+  assert [r["seed"] for r in pack] == [0, 1, 0]
+  _close(pack[0], continued)
+  _close(pack[2], first)
+  _same_state(alone["rung1"], alone["packed1"])
+  _same_state(alone["rung0"], alone["packed0"])
+  # a state continued in a pack continues like any other: refused past its own steps
+  refused = run_packed_trials([Member(A, steps=3, schedule_steps=9,
+                                      start_from=alone["packed1"])], tiny_cache, **FAST)
+  assert isinstance(refused[0], DpcError) and "reached 9 steps" in str(refused[0])
+
+
+def test_a_rung_work_order_trains_in_the_pack_to_its_own_steps(tiny_cache, tmp_path):
+  # Successive halving's jobs carry steps and a continuation: ProxyTrial.run_pack packs them
+  # with plain cells; each head stops at its own steps, the job's head is saved, a job whose
+  # head to continue is missing fails alone.
   from dpc_tf.search.stages import ProxyTrial  # pylint: disable=import-outside-toplevel
   from dpc_tf.search.subjects import Fidelity, Subject  # pylint: disable=import-outside-toplevel
   from dpc_tf.search_space import as_cell  # pylint: disable=import-outside-toplevel
   trial = ProxyTrial(tiny_cache, dict(FAST, cells_per_program=3))
   save_to = str(tmp_path / "heads" / "steps_3")
   job = Subject(as_cell(A), fidelity=Fidelity(steps=3, schedule_steps=9, save_to=save_to))
-  records = trial.run_pack([job, Subject(as_cell(B)), Subject(as_cell(C))])
+  lost = Subject(as_cell(B), fidelity=Fidelity(steps=9, schedule_steps=9,
+                                               start_from=str(tmp_path / "none")))
+  records = trial.run_pack([job, Subject(as_cell(B)), lost, Subject(as_cell(C), seed=2)])
   assert records[0]["steps"] == 3 and records[0]["schedule_steps"] == 9
-  assert "pack_size" not in records[0] and (tmp_path / "heads" / "steps_3").is_dir()
-  assert [r["pack_size"] for r in records[1:]] == [2, 2]
-  assert all(r["steps"] == 6 for r in records[1:])
+  assert (tmp_path / "heads" / "steps_3" / "state.json").is_file()
+  assert isinstance(records[2], DpcError) and "no state.json" in str(records[2])
+  assert [records[i]["pack_size"] for i in (0, 1, 3)] == [4, 4, 4]
+  assert [records[i]["steps"] for i in (1, 3)] == [6, 6] and records[3]["seed"] == 2

@@ -10,7 +10,7 @@ import pytest
 
 from dpc_tf.data import metrics
 from dpc_tf.errors import DpcError
-from dpc_tf.proxy import CorruptShardError, FeatureCache, run_proxy_trial
+from dpc_tf.proxy import CorruptShardError, FeatureCache, head_state, run_proxy_trial
 from dpc_tf.proxy.caching import cache_role
 from dpc_tf.training.errors import BadLabelError, NonFiniteLossError
 
@@ -142,13 +142,6 @@ def test_proxy_beats_chance_and_ranks_a_reasonable_cell_over_a_degenerate_one(bl
   assert reasonable["final_loss"] < 0.8 * degenerate["final_loss"]
 
 
-def _checkpoint_values(folder):
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  reader = tf.train.load_checkpoint(folder + "/ckpt")
-  return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
-          if "OPTIMIZER_SLOT" in name or name.startswith(("model/", "optimizer/"))}
-
-
 def test_a_continued_run_equals_an_uninterrupted_one(tiny_cache, tmp_path):
   """Rungs 3 -> 9 steps (schedule over 9) end with the weights, optimizer slots, step
   counter and dropout draws of one straight 9-step run: continuation really resumes."""
@@ -162,8 +155,8 @@ def test_a_continued_run_equals_an_uninterrupted_one(tiny_cache, tmp_path):
                            save_to=str(tmp_path / "rung1"), **dict(settings, steps=9))
   assert (first["steps"], second["steps"], second["resumed_from_steps"]) == (3, 9, 3)
   assert second["schedule_steps"] == 9 and first["resumed_from_steps"] is None
-  expected, got = _checkpoint_values(str(tmp_path / "straight")), _checkpoint_values(
-      str(tmp_path / "rung1"))
+  expected = head_state.saved_values(str(tmp_path / "straight"))
+  got = head_state.saved_values(str(tmp_path / "rung1"))
   assert set(expected) == set(got) and any("iter" in name for name in got)
   for name, value in expected.items():
     np.testing.assert_allclose(got[name], value, rtol=1e-5, atol=1e-6, err_msg=name)

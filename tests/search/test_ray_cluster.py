@@ -99,12 +99,14 @@ def test_a_node_lost_mid_trial_costs_no_cell(tmp_path, cluster):
 
 
 def test_a_killed_driver_reruns_against_the_same_cluster(tmp_path, cluster, commands, count_rows):
-  """On what is left of the cluster (node B may be gone): the driver is a client of it."""
+  """On what is left of the cluster (node B may be gone): the driver is a client of it.
+  Two cells per Tune trial (a pack): a pack in flight at the kill gets its attempts back."""
   cluster_obj, _ = cluster
   search_dir, log = str(tmp_path / "search"), str(tmp_path / "trials.log")
   args = [f"--gin_file={FAKE_CONFIG}", f"--search_dir={search_dir}", "--budget=5",
           "--engine=ray", f"--gin_bindings=ray_engine.address = '{cluster_obj.address}'",
           "--gin_bindings=fake_trial.sleep_s = 0.6",
+          "--gin_bindings=fake_trial.cells_per_program = 2",
           f"--gin_bindings=fake_trial.log_path = '{log}'",
           "--gin_bindings=search_pipeline.baselines = []",
           "--gin_bindings=search_pipeline.rerank_top_k = 0",
@@ -131,6 +133,7 @@ def test_a_killed_driver_reruns_against_the_same_cluster(tmp_path, cluster, comm
   with Store(store_path) as store:
     trials = store.trials()
   assert len(trials) == 5 and all(t.status == "done" and t.attempts == 1 for t in trials)
+  assert sorted(collections.Counter(t.worker for t in trials).values()) == [1, 2, 2]  # packs
   ends = collections.Counter(fp for e, fp, _, _ in _log(log) if e == "end")
   assert all(ends[fp] == 1 for fp in done_at_kill)  # a finished trial never runs again
   assert sorted(ends) == sorted(t.fingerprint for t in trials)

@@ -1,5 +1,7 @@
-"""The Ray engine on a local Ray instance: trials run, a killed trial process is retried."""
+"""The Ray engine on a local Ray instance: trials run, a killed trial process is retried,
+packs (cells_per_program) keep the store's bookkeeping per trial."""
 
+import collections
 import os
 
 import pytest
@@ -66,6 +68,37 @@ def test_ray_engine_out_of_attempts_and_trial_exceptions(tmp_path, local_ray):
   assert "the Ray trial process failed" in trials[0].error  # died: Ray's own error text
   assert "RuntimeError: injected failure" in trials[1].error  # raised: the trial's traceback
   assert all(t.attempts == 1 for t in trials)
+
+
+def test_ray_engine_packs_cells_and_books_each_alone(tmp_path, local_ray):
+  """cells_per_program = 3: a Tune trial carries 3 store trials. Trial 0 kills its pack's
+  process on its first attempt (its pack-mates lose that attempt with it and run again),
+  trial 1 raises on every attempt (it fails alone); every result is recorded once and the
+  budget of 4 is exact."""
+  first = _algorithm(1).suggest(0, History(set(), [])).cell
+  second = _algorithm(1).suggest(1, History({first.fingerprint()}, [])).cell
+  log = str(tmp_path / "calls.log")
+  trial_fn = FakeTrial(cells_per_program=3, crash_once_cells=(first.fingerprint(),),
+                       fail_cells=(second.fingerprint(),), marker_dir=str(tmp_path),
+                       log_path=log)
+  store = Store(str(tmp_path / "trials.sqlite"))
+  coordinator = Coordinator(store, _algorithm(4), max_attempts=2, max_consecutive_failures=0)
+  RayEngine(max_concurrent=2).run(coordinator, WorkerPayload(trial_fn), str(tmp_path))
+  trials = store.trials()
+  assert [t.status for t in trials] == ["done", "failed", "done", "done"]
+  assert [t.attempts for t in trials] == [2, 2, 2, 1]
+  assert "RuntimeError: injected failure" in trials[1].error
+  for trial in trials[:1] + trials[2:]:
+    assert trial.score == pytest.approx(fake_miou(trial.cell))
+  # one Tune trial per pack: the retried pack (0, 1, 2), then the last cell
+  packs = collections.defaultdict(list)
+  for trial in trials:
+    packs[trial.worker].append(trial.id)
+  assert sorted(packs.values()) == [[0, 1, 2], [3]]
+  assert all(worker.startswith("ray/") for worker in packs)
+  with open(log) as f:
+    ends = collections.Counter(line.split()[1] for line in f if line.startswith("end"))
+  assert all(ends[t.fingerprint] == 1 for t in trials if t.status == "done")
 
 
 def test_ray_engine_runs_successive_halving_with_continuations(tmp_path, local_ray):

@@ -143,7 +143,7 @@ class LocalEngine:
         for i in range(self.workers):
           if slots[i] is not None and slots[i].busy:
             continue
-          trials = self._take(coordinator, f"{host}/local-{i}", pack)
+          trials = coordinator.next_trials(f"{host}/local-{i}", pack)
           if not trials:
             break
           try:
@@ -186,18 +186,6 @@ class LocalEngine:
           logging.warning("could not give trial %d back (%s); the next run requeues it",
                           trial_id, e)
 
-  @staticmethod
-  def _take(coordinator: Coordinator, worker: str, pack: int) -> list[Trial]:
-    """Up to `pack` trials for one worker call, each its own running row in the store (so a
-    killed driver requeues exactly the ones whose results were not recorded)."""
-    trials = []
-    while len(trials) < pack:
-      trial = coordinator.next_trial(worker=worker)
-      if trial is None:
-        break
-      trials.append(trial)
-    return trials
-
   def _collect(self, worker: _Worker, coordinator: Coordinator) -> bool:
     """Takes the worker's results if any; False when the worker must be replaced."""
     while worker.trials and worker.conn.poll():
@@ -207,10 +195,7 @@ class LocalEngine:
         break
       if worker.trials.pop(trial_id, None) is None:
         continue
-      if kind == "done":
-        coordinator.complete(trial_id, body, seconds)
-      else:
-        coordinator.fail(trial_id, body, seconds)
+      coordinator.record(trial_id, kind, body, seconds)
       if not worker.trials:
         worker.calls_run += 1
         return not (self.trials_per_worker and worker.calls_run >= self.trials_per_worker)

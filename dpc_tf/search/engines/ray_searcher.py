@@ -17,16 +17,18 @@ from ray import tune
 from ray.tune.search import Searcher
 
 from dpc_tf.search.coordinator import Coordinator
-from dpc_tf.search.engines.ray_tune import ERROR_KEY, RECORD_KEY, SECONDS_KEY
+from dpc_tf.search.engines.ray_tune import ERROR_KEY, OUTCOMES_KEY, SECONDS_KEY
 
 
 class StoreSearcher(Searcher):
-  """suggest = Coordinator.next_trial; on_trial_complete = complete / fail / release."""
+  """suggest = Coordinator.next_trials (a pack of `pack` store trials per Tune trial);
+  on_trial_complete = complete / fail / release of each."""
 
-  def __init__(self, coordinator: Coordinator):
+  def __init__(self, coordinator: Coordinator, pack: int = 1):
     super().__init__(metric=None, mode=None)
     self.coordinator = coordinator
-    self.live: dict[str, int] = {}  # Tune trial id -> store trial id
+    self.pack = pack
+    self.live: dict[str, list[int]] = {}  # Tune trial id -> its store trial ids
 
   def __getstate__(self):
     return {**self.__dict__, "coordinator": None}
@@ -38,30 +40,37 @@ class StoreSearcher(Searcher):
     """See save()."""
 
   def suggest(self, trial_id: str):
-    trial = self.coordinator.next_trial(worker="ray")
-    if trial is None:
+    trials = self.coordinator.next_trials(worker=f"ray/{trial_id}", count=self.pack)
+    if not trials:
       if self.coordinator.finished() or not self.live:
         if not self.coordinator.finished():
           logging.error("the search has nothing to run and nothing running; stopping")
         return Searcher.FINISHED
       return None  # wait for the running trials: a failure may need a retry
-    self.live[trial_id] = trial.id
-    return {"trial_index": trial.id, "cell_json": trial.cell_json}
+    self.live[trial_id] = [t.id for t in trials]
+    return {"trial_ids": [t.id for t in trials], "cell_jsons": [t.cell_json for t in trials]}
 
   def on_trial_complete(self, trial_id: str, result: Optional[dict] = None,
                         error: bool = False) -> None:
-    index = self.live.pop(trial_id, None)
-    if index is None:
+    indices = self.live.pop(trial_id, None)
+    if indices is None:
       return
     if error:
-      self.coordinator.fail(index, "the Ray trial process failed (worker died or Ray error; "
-                            "see the trial's error.txt under DIR/ray)")
-    elif result and RECORD_KEY in result:
-      self.coordinator.complete(index, json.loads(result[RECORD_KEY]), result.get(SECONDS_KEY))
+      for index in indices:
+        self.coordinator.fail(index, "the Ray trial process failed (worker died or Ray "
+                              "error; see the trial's error.txt under DIR/ray)")
+    elif result and OUTCOMES_KEY in result:
+      outcomes = json.loads(result[OUTCOMES_KEY])
+      for index, (kind, body, seconds) in zip(indices, outcomes):
+        self.coordinator.record(index, kind, body, seconds)
+      for index in indices[len(outcomes):]:  # execute_pack answers every cell; never seen
+        self.coordinator.fail(index, "the Ray trial reported no outcome for this trial")
     elif result and ERROR_KEY in result:
-      self.coordinator.fail(index, result[ERROR_KEY], result.get(SECONDS_KEY))
-    else:  # stopped before it reported (the experiment is shutting down): not its fault
-      self.coordinator.release(index)
+      for index in indices:
+        self.coordinator.fail(index, result[ERROR_KEY], result.get(SECONDS_KEY))
+    else:  # stopped before it reported (the experiment is shutting down): not their fault
+      for index in indices:
+        self.coordinator.release(index)
 
 
 class ErrorText(tune.Callback):
@@ -74,7 +83,7 @@ class ErrorText(tune.Callback):
     return {**self.__dict__, "coordinator": None}
 
   def on_trial_error(self, iteration, trials, trial, **info):
-    index = trial.config.get("trial_index")
+    indices = trial.config.get("trial_ids") or []
     text = ""
     try:
       if trial.error_file and os.path.exists(trial.error_file):  # the driver's own copy
@@ -85,7 +94,8 @@ class ErrorText(tune.Callback):
     except Exception:  # pylint: disable=broad-except  (best effort: the failure is recorded)
       pass
     lines = [l for l in text.splitlines() if l.strip()]
-    if index is not None and lines and self.coordinator is not None:
-      self.coordinator.store.annotate_error(
-          int(index), "the Ray trial process failed: " + lines[-1].strip()[:300] + "\n\n"
-          + text[-4000:])
+    if lines and self.coordinator is not None:
+      for index in indices:
+        self.coordinator.store.annotate_error(
+            int(index), "the Ray trial process failed: " + lines[-1].strip()[:300] + "\n\n"
+            + text[-4000:])

@@ -6,10 +6,17 @@ reached through a custom Tune Searcher (`suggest` = Coordinator.next_trial, `on_
 needs, so resuming is the same as with the local engine (rerun the command) and no Tune
 state can disagree with the store; Tuner.restore is not needed.
 
-Failures: an exception inside the trial function is caught in the trial and reported as an
-error record; a trial whose process dies (os._exit, OOM kill, its node lost) errors in Tune
-(max_failures=0) and the Coordinator requeues it while it has attempts left, so Tune runs
-it again as a new Tune trial on any live worker.
+Packs: one Tune trial carries a worker call, up to the trial function's cells_per_program
+store trials (Coordinator.next_trials, as the local engine's worker calls), runs them
+through trial.execute_pack (the proxy trains them in one program) and reports one outcome
+per store trial; each store trial keeps its own row, attempts and result, and its `worker`
+is "ray/<Tune trial id>".
+
+Failures: an exception inside the trial function is caught in the trial and reported as
+that store trial's error; a Tune trial whose process dies (os._exit, OOM kill, its node
+lost) errors in Tune (max_failures=0) and each of its store trials fails one attempt and
+is requeued while it has attempts left, so Tune runs it again as a new Tune trial on any
+live worker.
 
 Cluster: `ray start --head` on the driver machine, `ray start --address=HEAD:6379` on each
 worker, then `python -m dpc_tf.search --engine=ray ...` on the head (or RAY_ADDRESS set).
@@ -31,7 +38,7 @@ from dpc_tf.search import checks, trial as trial_lib
 from dpc_tf.search.coordinator import Coordinator
 from dpc_tf.search.errors import SearchError
 
-RECORD_KEY = "dpc_record"
+OUTCOMES_KEY = "dpc_outcomes"  # JSON [[kind, record or error text, seconds], ...]
 ERROR_KEY = "dpc_error"
 SECONDS_KEY = "dpc_seconds"
 
@@ -48,17 +55,23 @@ def import_ray():
 
 
 def ray_trial(config: dict, payload: trial_lib.WorkerPayload) -> None:
-  """The Tune function trainable: one cell, one report, never raises for trial errors."""
+  """The Tune function trainable: one worker call (a pack of store trials), one report of
+  an outcome per store trial; never raises for trial errors."""
   from ray import tune  # pylint: disable=import-outside-toplevel
   start = time.perf_counter()
   try:
-    record, seconds = trial_lib.execute(payload, config["cell_json"])
-    metrics = {RECORD_KEY: json.dumps(record, default=str), SECONDS_KEY: seconds,
-               payload.metric: record[payload.metric]}
+    outcomes = trial_lib.execute_pack(payload, config["cell_jsons"])
+    metrics = {OUTCOMES_KEY: json.dumps([list(o) for o in outcomes], default=str)}
   except Exception as e:  # pylint: disable=broad-except
     metrics = {ERROR_KEY: trial_lib.describe_exception(e),
                SECONDS_KEY: time.perf_counter() - start}
   tune.report(metrics)
+
+
+def trial_name(tune_trial) -> str:
+  """trial_3, or trial_3_4_5 for a pack (the store trials it carries)."""
+  ids = tune_trial.config.get("trial_ids") or ["x"]
+  return "trial_" + "_".join(map(str, ids))
 
 
 class RayEngine:
@@ -111,20 +124,21 @@ class RayEngine:
     logging_lib.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging_lib.ERROR)
     self._connect(ray)
     concurrency = self._concurrency(ray)
-    logging.info("ray engine: up to %d trials at once (%s CPU, %s GPU per trial)",
-                 concurrency, self.cpus_per_trial, self.gpus_per_trial)
+    pack = trial_lib.pack_size(payload.trial_fn)
+    logging.info("ray engine: up to %d Tune trials at once (%s CPU, %s GPU each), %d cell(s) "
+                 "per Tune trial", concurrency, self.cpus_per_trial, self.gpus_per_trial, pack)
     trainable = tune.with_resources(tune.with_parameters(ray_trial, payload=payload),
                                     {"cpu": self.cpus_per_trial, "gpu": self.gpus_per_trial})
     tuner = tune.Tuner(
         trainable, param_space={},
         tune_config=tune.TuneConfig(
-            search_alg=ray_searcher.StoreSearcher(coordinator),
+            search_alg=ray_searcher.StoreSearcher(coordinator, pack),
             # An upper bound (every remaining job on every attempt); the searcher says
             # FINISHED as soon as the budget is spent.
             num_samples=max(1, coordinator.remaining_jobs()),
             max_concurrent_trials=concurrency, reuse_actors=self.reuse_actors,
-            trial_name_creator=lambda t: f"trial_{t.config.get('trial_index', 'x')}",
-            trial_dirname_creator=lambda t: f"trial_{t.config.get('trial_index', 'x')}_{t.trial_id}"),
+            trial_name_creator=trial_name,
+            trial_dirname_creator=lambda t: f"{trial_name(t)}_{t.trial_id}"),
         run_config=tune.RunConfig(
             name=time.strftime("run-%Y%m%d-%H%M%S"),
             storage_path=os.path.abspath(os.path.join(work_dir, "ray")),
