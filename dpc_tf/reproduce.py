@@ -5,7 +5,10 @@
   vs_aspp          claim 2: the searched cell vs the ASPP head and random cells (full task)
   proxy_cost       claim 4: wall seconds per trial and per step, proxy vs full task
   halving          beyond the paper: successive halving vs flat search at equal proxy
-                   steps over --search_seeds (the fake trial; seconds; reproduction/halving.py)
+                   steps over --search_seeds (reproduction/halving.py): the fake trial
+                   (seconds), or with --halving_trial=table the real proxy replayed from a
+                   table of --halving_table_cells cells trained once (WORK_DIR/halving_table,
+                   built resumably: ~30 s a cell on 2 cores; exit 3 = rerun to go on)
   report           docs/REPRODUCTION.md and docs/reproduction/*.png from the stored JSON
 
 Every finished trial is stored as WORK_DIR/<kind>/<key>.json (atomically): rerun a
@@ -47,6 +50,10 @@ flags.DEFINE_float("max_minutes", None, "Start no new trial after this many minu
                    "resumes).")
 flags.DEFINE_integer("max_new_trials", None, "Stop after running this many trials (exit 3; "
                      "a rerun resumes): bounds one process's memory on long runs.")
+flags.DEFINE_enum("halving_trial", "fake", list(halving.TRIALS), "halving: the fake trial, "
+                  "or the real proxy's table replay (halving_table.py).")
+flags.DEFINE_integer("halving_table_cells", 64, "halving --halving_trial=table: cells in the "
+                     "table (a larger table extends a smaller one).")
 flags.DEFINE_string("docs_dir", "docs", "report: where REPRODUCTION.md and reproduction/ go "
                     "(the repository's docs/ when run from its root).")
 FLAGS = flags.FLAGS
@@ -63,6 +70,33 @@ def settings(proxy_steps: int) -> claims.Settings:
       deadline=deadline, max_new_trials=FLAGS.max_new_trials)
 
 
+def run_halving(store: ResultStore) -> int:
+  """Section 5: the fake study, or the real-proxy table replay; the stored claim keeps both
+  (each run replaces its own part)."""
+  stored = store.read_claim(halving.NAME) or {}
+  seeds = tuple(app.integers("search_seeds"))
+  if FLAGS.halving_trial == "fake":  # no runner, no TensorFlow
+    summary = halving.study(halving.Settings(seeds=seeds))
+    if stored.get("table_study"):
+      summary["table_study"] = stored["table_study"]
+  else:
+    deadline = time.time() + 60 * FLAGS.max_minutes if FLAGS.max_minutes else None
+    table = halving.table_study(FLAGS.work_dir, FLAGS.halving_table_cells, seeds,
+                                FLAGS.gin_file or None, FLAGS.gin_bindings,
+                                max_new=FLAGS.max_new_trials, deadline=deadline)
+    if table is None:
+      print("halving: the table is not complete yet (rerun to go on)", file=sys.stderr)
+      return 3
+    summary = dict(stored, table_study=table)
+  path = store.write_claim(halving.NAME, summary)
+  shown = summary if FLAGS.halving_trial == "fake" else summary["table_study"]
+  print(f"halving ({FLAGS.halving_trial}): mean best-5 flat {shown['mean_flat_best_k']:.4f}, "
+        f"halving {shown['mean_halving_best_k']:.4f}; median steps ratio "
+        f"{shown['median_steps_ratio']}, median fraction of the flat budget "
+        f"{shown['median_budget_fraction']}; summary in {path}")
+  return 0
+
+
 def main(args: list[str]) -> int:
   if len(args) != 1 or args[0] not in SUBCOMMANDS:
     raise DpcError(f"name one subcommand: {' | '.join(SUBCOMMANDS)}")
@@ -72,13 +106,8 @@ def main(args: list[str]) -> int:
     path = report.write_report(store, FLAGS.docs_dir)
     print(f"wrote {path}")
     return 0
-  if command == halving.NAME:  # the fake trial: no runner, no TensorFlow
-    summary = halving.study(halving.Settings(seeds=tuple(app.integers("search_seeds"))))
-    path = store.write_claim(halving.NAME, summary)
-    print(f"{command}: mean best-5 flat {summary['mean_flat_best_k']:.4f}, halving "
-          f"{summary['mean_halving_best_k']:.4f}; median steps ratio "
-          f"{summary['median_steps_ratio']}; summary in {path}")
-    return 0
+  if command == halving.NAME:
+    return run_halving(store)
   from dpc_tf.reproduction import runners  # pylint: disable=import-outside-toplevel
   runner = runners.TfRunner(FLAGS.work_dir, FLAGS.gin_file or runners.DEFAULT_GIN,
                             FLAGS.gin_bindings)
