@@ -264,8 +264,8 @@ def markdown(result: dict) -> list[str]:
   lines = []
   if "per_seed" in result:
     lines += [f"### Fake trial: {result['trial']}", "",
-              "**Not the real proxy**: a stand-in whose full-fidelity score is known; the "
-              "real proxy's replay follows.", ""] + comparison_lines(result)
+              "A stand-in, not the real proxy on dpc_synthetic: its full-fidelity score is "
+              "known without extra runs; the real proxy's replay follows.", ""] + comparison_lines(result)
   table = result.get("table_study")
   if table:
     facts = table["table"]

@@ -175,13 +175,15 @@ def _build_locked(folder, settings, trial_fn, identity, max_new, deadline, log) 
     started = time.time()
     with tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX, dir=folder) as scratch:
       scores = run_row(cell, settings.rungs, trial_fn, scratch)
-    rows.append({"index": index, "cell_text": cell.text, "fingerprint": cell.fingerprint(),
-                 "scores": scores, "seconds": time.time() - started})
+    # Rounded as the CSV holds them: a fresh row equals the same row read back.
+    row = {"index": index, "cell_text": cell.text, "fingerprint": cell.fingerprint(),
+           "scores": [round(s, 6) for s in scores], "seconds": round(time.time() - started, 2)}
+    rows.append(row)
     rows.sort(key=lambda r: r["index"])
     write_table(folder, rows, settings.rungs)
     new += 1
     log(f"halving table: row {index} ({len(rows)}/{settings.num_cells}) "
-        f"{' '.join(f'{s:.4f}' for s in scores)} in {time.time() - started:.0f} s")
+        f"{' '.join(f'{s:.4f}' for s in scores)} in {row['seconds']:.0f} s")
   return [r for r in rows if r["index"] < settings.num_cells]  # a longer table: its head
 
 
