@@ -150,3 +150,13 @@ def test_table_replay_settings_are_checked():
     halving.study(halving.Settings(trial="table", p_uniform=1.0), table)
   with pytest.raises(DpcError, match="needs p_uniform = 1.0"):
     halving.study(halving.Settings(trial="table", rungs=(33, 100, 300)), table)
+
+
+def test_the_command_refuses_another_recipes_table_before_making_a_cache(tmp_path, clean_gin):
+  folder = tmp_path / ht.TABLE_DIR
+  folder.mkdir()
+  (folder / ht.SETTINGS_FILE).write_text('{"table": {}, "proxy_trial": {"filters": 256}}')
+  with pytest.raises(ht.TableError, match=r"made with other settings: proxy_trial.batch_size "
+                     r"None \(wanted 8\); proxy_trial.bn_momentum"):
+    ht.build_real_table(str(tmp_path), ht.TableSettings())
+  assert sorted(os.listdir(tmp_path)) == [ht.TABLE_DIR]  # no cache, no backbone

@@ -92,7 +92,8 @@ def _differences(made: dict, wanted: dict, prefix: str = "") -> list[str]:
 
 
 def read_table(folder: str, identity: dict) -> list[dict]:
-  """The finished rows in `folder` (none: []); TableError if they were made otherwise."""
+  """The finished rows in `folder` (none: []); TableError if they were made otherwise (in
+  the parts `identity` names: the table, proxy_trial and cache)."""
   settings_path = os.path.join(folder, SETTINGS_FILE)
   table_path = os.path.join(folder, TABLE_FILE)
   if not os.path.exists(settings_path):
@@ -101,7 +102,7 @@ def read_table(folder: str, identity: dict) -> list[dict]:
                        "or restore it")
     return []
   made = read_json(settings_path, "halving table settings")
-  differ = _differences(made, identity)
+  differ = _differences({k: v for k, v in made.items() if k in identity}, identity)
   if differ:
     raise TableError(f"{folder} holds a halving table made with other settings: "
                      f"{'; '.join(differ[:3])}{' ...' if len(differ) > 3 else ''}; use "
@@ -250,8 +251,12 @@ def build_real_table(work_dir: str, settings: TableSettings,
                     if k not in ("steps", "schedule_steps", "cells_per_program",
                                  "log_every_steps")}
   trial_settings["max_eval_examples"] = DEMO_MAX_EVAL_EXAMPLES
+  folder = os.path.join(work_dir, TABLE_DIR)
+  identity = table_identity(settings, trial_settings, {})
+  del identity["cache"]  # checked before the cache is made (minutes), then in full
+  read_table(folder, identity)
   cache_dir = runner.cache_dir
   identity = table_identity(settings, trial_settings, cache_fields(FeatureCache(cache_dir)))
   trial_fn = functools.partial(run_proxy_trial, cache_dir=cache_dir, **trial_settings)
-  return build_table(os.path.join(work_dir, TABLE_DIR), settings, trial_fn, identity,
+  return build_table(folder, settings, trial_fn, identity,
                      max_new=max_new, deadline=deadline, log=log)
