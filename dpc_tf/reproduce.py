@@ -89,11 +89,14 @@ def run_halving(store: ResultStore) -> int:
       return 3
     summary = dict(stored, table_study=table)
   path = store.write_claim(halving.NAME, summary)
-  shown = summary if FLAGS.halving_trial == "fake" else summary["table_study"]
-  print(f"halving ({FLAGS.halving_trial}): mean best-5 flat {shown['mean_flat_best_k']:.4f}, "
-        f"halving {shown['mean_halving_best_k']:.4f}; median steps ratio "
-        f"{shown['median_steps_ratio']}, median fraction of the flat budget "
-        f"{shown['median_budget_fraction']}; summary in {path}")
+  shown = ([("fake", summary)] if FLAGS.halving_trial == "fake" else
+           [(f"table, rungs {tuple(s['settings']['rungs'])}", s)
+            for s in summary["table_study"]["studies"]])
+  for label, one in shown:
+    print(f"halving ({label}): mean best-5 flat {one['mean_flat_best_k']:.4f}, halving "
+          f"{one['mean_halving_best_k']:.4f}; median steps ratio {one['median_steps_ratio']}, "
+          f"median fraction of the flat budget {one['median_budget_fraction']}")
+  print(f"summary in {path}")
   return 0
 
 

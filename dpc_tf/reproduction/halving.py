@@ -67,9 +67,12 @@ class Settings:
 
 
 # The real-proxy replay (trial='table'): the table's rungs; a budget of 8 top-rung trials
-# lets halving sample ~30 cells, under half of a 64-row table (collisions stated).
+# lets halving sample ~30 cells, under half of a 64-row table (collisions stated). A score
+# at 100 steps continued from 33 equals one of an unbroken 100-step run, so the same table
+# also replays halving over (100, 300) alone (TABLE_RUNG_SETS).
 TABLE_SETTINGS = Settings(seeds=tuple(range(12)), budget=8, rungs=(33, 100, 300),
                           trial="table", p_uniform=1.0)
+TABLE_RUNG_SETS = ((33, 100, 300), (100, 300))
 TRIALS = ("fake", "table")
 
 
@@ -82,9 +85,9 @@ def make_trial(settings: Settings, table: Optional[TableTrial] = None):
                    f"{settings.trial!r}")
   if table is None:
     raise DpcError("halving study: trial 'table' needs a table (halving_table.build_table)")
-  if tuple(settings.rungs) != table.rungs:
-    raise DpcError(f"halving study: rungs {tuple(settings.rungs)} differ from the table's "
-                   f"{table.rungs}")
+  if not set(settings.rungs) <= set(table.rungs) or settings.rungs[-1] != table.rungs[-1]:
+    raise DpcError(f"halving study: rungs {tuple(settings.rungs)} are not rungs of the "
+                   f"table {table.rungs} ending at its top")
   if settings.p_uniform != 1.0:
     raise DpcError("halving study: the table replay needs p_uniform = 1.0 (a row stands "
                    "for a uniformly sampled cell)")
@@ -207,7 +210,6 @@ def study(settings: Settings = Settings(), table: Optional[TableTrial] = None) -
           if reached else None,
           "runs": runs}
   if isinstance(trial_fn, TableTrial):
-    result["table"] = table_facts(trial_fn, settings.best_k)
     result["collision_rate"] = {f: 1 - sum(r["distinct"] for r in runs if r["fidelity"] == f)
                                 / sum(r["cells"] for r in runs if r["fidelity"] == f)
                                 for f in ("flat", "successive_halving")}
@@ -219,19 +221,27 @@ def table_study(work_dir: str, num_cells: int, seeds: Sequence[int],
                 bindings: Sequence[str] = (), max_new: Optional[int] = None,
                 deadline: Optional[float] = None) -> Optional[dict]:
   """Builds (or resumes, or reuses) the real-proxy table in WORK_DIR/halving_table, then
-  replays the study on it; None while the table is not complete (a rerun goes on)."""
+  replays the study on it for each of TABLE_RUNG_SETS; None while the table is not complete
+  (a rerun goes on)."""
   settings = halving_table.TableSettings(num_cells=num_cells,
                                          rungs=tuple(TABLE_SETTINGS.rungs))
   rows = halving_table.build_real_table(work_dir, settings, gin_files, bindings,
                                         max_new=max_new, deadline=deadline)
   if len(rows) < num_cells:
     return None
-  result = study(dataclasses.replace(TABLE_SETTINGS, seeds=tuple(seeds)),
-                 halving_table.table_trial(rows, settings.rungs))
-  result["table"].update(build_seconds=sum(r["seconds"] for r in rows),
-                         median_row_seconds=statistics.median(r["seconds"] for r in rows),
-                         rung_spearman=rung_spearman(rows))
-  return result
+  return replay(rows, settings.rungs, seeds)
+
+
+def replay(rows: Sequence[dict], rungs: Sequence[int], seeds: Sequence[int]) -> dict:
+  """The study on a table's rows for each of TABLE_RUNG_SETS, and the table's figures."""
+  table = halving_table.table_trial(rows, rungs)
+  studies = [study(dataclasses.replace(TABLE_SETTINGS, seeds=tuple(seeds), rungs=sub), table)
+             for sub in TABLE_RUNG_SETS]
+  facts = dict(table_facts(table, TABLE_SETTINGS.best_k),
+               build_seconds=sum(r["seconds"] for r in rows),
+               median_row_seconds=statistics.median(r["seconds"] for r in rows),
+               rung_spearman=rung_spearman(rows))
+  return {"trial": TABLE_LABEL, "table": facts, "studies": studies}
 
 
 def rung_spearman(rows: Sequence[dict]) -> list:
@@ -251,7 +261,8 @@ def table_facts(table: TableTrial, best_k: int) -> dict:
   all rows (what a perfect search and a blind pick would hand on)."""
   top = sorted((row[-1] for row in table.scores), reverse=True)
   return {"rows": len(top), "rungs": list(table.rungs),
-          "best_k_rows_mean": statistics.fmean(top[:best_k]), "mean": statistics.fmean(top)}
+          "best_k_rows_mean": statistics.fmean(top[:best_k]), "mean": statistics.fmean(top),
+          "sd": statistics.stdev(top) if len(top) > 1 else 0.0}
 
 
 def _f(value, digits: int = 3) -> str:
@@ -268,26 +279,29 @@ def markdown(result: dict) -> list[str]:
               "known without extra runs; the real proxy's replay follows.", ""] + comparison_lines(result)
   table = result.get("table_study")
   if table:
-    facts = table["table"]
+    facts, best_k = table["table"], table["studies"][0]["settings"]["best_k"]
     lines += (["", ""] if lines else []) + [
         "### Real proxy, tabular replay", "",
         f"**Trial: {table['trial']}.** The table: {facts['rows']} distinct cells drawn "
         f"uniformly, each trained once by the real proxy (gin/proxy/synthetic.gin with the "
         f"demo's 128 eval images) to {facts['rungs'][-1]} steps, continued rung to rung "
         f"and scored at {', '.join(map(str, facts['rungs']))} steps, exactly as a halving "
-        "search sees them; the searches (RandomSearch with p_uniform = 1.0, Coordinator, "
-        "Store, halving) read a cell's score from the row its fingerprint hashes to. "
-        f"Best-{table['settings']['best_k']} counts distinct rows. The table's best "
-        f"{table['settings']['best_k']} rows average {_f(facts['best_k_rows_mean'])} "
-        f"(a perfect search's ceiling), all rows {_f(facts['mean'])} (a blind pick). Two "
-        f"sampled cells shared a row in {100 * table['collision_rate']['flat']:.0f}% "
-        f"(flat) and {100 * table['collision_rate']['successive_halving']:.0f}% (halving) "
-        "of the samples." + (
-            f" Over the table, Spearman rho of each lower rung's scores against the top "
-            f"rung's: {', '.join(_f(r, 2) for r in facts['rung_spearman'])}; the table took "
-            f"{facts['build_seconds'] / 60:.0f} min of proxy training (median "
-            f"{facts['median_row_seconds']:.0f} s a cell, all rungs, on a shared 2-core "
-            "machine)." if "rung_spearman" in facts else ""), ""] + comparison_lines(table)
+        "search sees them (a lower rung's score equals an unbroken run's, so a subset of "
+        "the rungs replays too); the searches (RandomSearch with p_uniform = 1.0, "
+        "Coordinator, Store, halving) read a cell's score from the row its fingerprint "
+        f"hashes to. Best-{best_k} counts distinct rows. The table's best {best_k} rows "
+        f"average {_f(facts['best_k_rows_mean'])} (a perfect search's ceiling), all rows "
+        f"{_f(facts['mean'])} (a blind pick), s.d. across rows {_f(facts['sd'])}. Spearman rho of each lower rung's scores "
+        f"against the top rung's over the table: "
+        f"{', '.join(f'{s}: {_f(r, 2)}' for s, r in zip(facts['rungs'], facts['rung_spearman']))}. "
+        f"The table took {facts['build_seconds'] / 60:.0f} min of proxy training (median "
+        f"{facts['median_row_seconds']:.0f} s a cell, all rungs, on a shared 2-core machine)."]
+    for one in table["studies"]:
+      rate = one["collision_rate"]
+      lines += ["", f"#### Halving over rungs {tuple(one['settings']['rungs'])}", "",
+                f"Two sampled cells shared a table row in {100 * rate['flat']:.0f}% (flat) "
+                f"and {100 * rate['successive_halving']:.0f}% (halving) of the samples.", ""]
+      lines += comparison_lines(one)
   return lines
 
 
