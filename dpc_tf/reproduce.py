@@ -8,7 +8,7 @@
                    steps over --search_seeds (reproduction/halving.py): the fake trial
                    (seconds), or with --halving_trial=table the real proxy replayed from a
                    table of --halving_table_cells cells trained once (WORK_DIR/halving_table,
-                   built resumably: ~30 s a cell on 2 cores; exit 3 = rerun to go on)
+                   built resumably: ~45 s a cell on 2 loaded cores; exit 3 = rerun to go on)
   report           docs/REPRODUCTION.md and docs/reproduction/*.png from the stored JSON
 
 Every finished trial is stored as WORK_DIR/<kind>/<key>.json (atomically): rerun a

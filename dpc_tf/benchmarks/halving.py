@@ -3,17 +3,17 @@
 Runs dpc_tf.reproduction.halving.study: for each seed, a flat search and a successive-halving
 search of the same budget (trials at the top rung = proxy steps), through the real
 Coordinator and store, in this process. Always with the fake trial (noise shrinking as
-1/sqrt(steps), seconds); with --halving_trial=table also the real proxy on dpc_synthetic,
-replayed from a table of cells trained once and scored at every rung
+1/sqrt(steps), seconds); with --halving_benchmark_trial=table also the real proxy on
+dpc_synthetic, replayed from a table of cells trained once and scored at every rung
 (reproduction/halving_table.py; built or resumed in --halving_work_dir/halving_table, ~30 s
-a cell on 2 cores, reused when complete). Reports each search's final best-k full-fidelity
+a cell on 2 loaded cores, reused when complete). Reports each search's final best-k full-fidelity
 score and the proxy steps each needs to reach the flat search's final best-k quality (the
 target: halving within 1/3). The same study is the "beyond the paper" section of
 docs/REPRODUCTION.md.
 
     python -m dpc_tf.benchmark halving [--halving_seeds=0,...,7 --halving_budget=40]
-    python -m dpc_tf.benchmark halving --halving_trial=table --halving_table_seeds=0,...,11 \\
-        --halving_work_dir=/tmp/dpc_tf_reproduction
+    python -m dpc_tf.benchmark halving --halving_benchmark_trial=table \\
+        --halving_table_seeds=0,...,11 --halving_work_dir=/tmp/dpc_tf_reproduction
 """
 
 import time

@@ -154,6 +154,9 @@ def build_table(folder: str, settings: TableSettings, trial_fn: Callable, identi
   trial_fn(cell, steps=, schedule_steps=, start_from=, save_to=) -> record with 'miou' (the
   real proxy: run_proxy_trial with the study's settings). Stops early after `max_new` new
   rows or at `deadline` (time.time()); a rerun continues."""
+  head = [r for r in read_table(folder, identity) if r["index"] < settings.num_cells]
+  if len(head) == settings.num_cells:  # complete: read only (another may be extending it)
+    return head
   os.makedirs(folder, exist_ok=True)
   with folder_lock(folder, what="is being built by another process"):
     return _build_locked(folder, settings, trial_fn, identity, max_new, deadline, log)
