@@ -15,7 +15,7 @@ FAST = dict(batch_size=4, filters=8, bn_momentum=0.9, learning_rate=0.05)
 
 
 def test_real_proxy_table_is_built_reused_and_refused(tiny_cache, tmp_path):
-  settings = ht.TableSettings(num_cells=2, cells_seed=1, num_branches=2, rungs=(2, 5))
+  settings = ht.TableSettings(num_cells=2, cells_seed=1, num_branches=1, rungs=(2, 5))
   identity = ht.table_identity(settings, FAST, cache_fields(FeatureCache(tiny_cache)))
   trial = functools.partial(run_proxy_trial, cache_dir=tiny_cache, **FAST)
   rows = ht.build_table(str(tmp_path), settings, trial, identity)
