@@ -77,7 +77,8 @@ TRIALS = ("fake", "table")
 
 
 def make_trial(settings: Settings, table: Optional[TableTrial] = None):
-  """The study's trial function; it also gives score(cell, steps=) and distinct(cell)."""
+  """The study's trial function; it also gives score(cell, steps=) (the full-fidelity one at
+  the top rung)."""
   if settings.trial == "fake":
     return FakeTrial(step_noise=settings.step_noise, noise_steps=settings.noise_steps)
   if settings.trial != "table":
