@@ -7,7 +7,10 @@
   search_verdict   claim 2 through the search itself (gin/search/claim2.gin: Pareto objective,
                    baselines, re-rank seeds, verdict; reproduction/search_verdict.py)
   halving          beyond the paper: successive halving vs flat search at equal proxy
-                   steps over --search_seeds (the fake trial; seconds; reproduction/halving.py)
+                   steps over --search_seeds (reproduction/halving.py): the fake trial
+                   (seconds), or with --halving_trial=table the real proxy replayed from a
+                   table of --halving_table_cells cells trained once (WORK_DIR/halving_table,
+                   built resumably: ~45 s a cell on 2 loaded cores; exit 3 = rerun to go on)
   report           docs/REPRODUCTION.md and docs/reproduction/*.png from the stored JSON
 
 Every finished trial is stored as WORK_DIR/<kind>/<key>.json (atomically): rerun a
@@ -54,6 +57,10 @@ flags.DEFINE_string("search_verdict_gin", search_verdict.GIN_FILE, "search_verdi
                     "search's gin file.")
 flags.DEFINE_integer("search_verdict_budget", None, "search_verdict: proxy trials (default: "
                      "the gin file's search_algorithm.budget).")
+flags.DEFINE_enum("halving_trial", "fake", list(halving.TRIALS), "halving: the fake trial, "
+                  "or the real proxy's table replay (halving_table.py).")
+flags.DEFINE_integer("halving_table_cells", 64, "halving --halving_trial=table: cells in the "
+                     "table (a larger table extends a smaller one).")
 flags.DEFINE_string("docs_dir", "docs", "report: where REPRODUCTION.md and reproduction/ go "
                     "(the repository's docs/ when run from its root).")
 FLAGS = flags.FLAGS
@@ -68,6 +75,36 @@ def settings(proxy_steps: int) -> claims.Settings:
       search_seeds=app.integers("search_seeds"),
       search_budget=FLAGS.search_budget, p_uniform_local=FLAGS.p_uniform, top_k=FLAGS.top_k,
       deadline=deadline, max_new_trials=FLAGS.max_new_trials)
+
+
+def run_halving(store: ResultStore) -> int:
+  """Section 5: the fake study, or the real-proxy table replay; the stored claim keeps both
+  (each run replaces its own part)."""
+  stored = store.read_claim(halving.NAME) or {}
+  seeds = tuple(app.integers("search_seeds"))
+  if FLAGS.halving_trial == "fake":  # no runner, no TensorFlow
+    summary = halving.study(halving.Settings(seeds=seeds))
+    if stored.get("table_study"):
+      summary["table_study"] = stored["table_study"]
+  else:
+    deadline = time.time() + 60 * FLAGS.max_minutes if FLAGS.max_minutes else None
+    table = halving.table_study(FLAGS.work_dir, FLAGS.halving_table_cells, seeds,
+                                FLAGS.gin_file or None, FLAGS.gin_bindings,
+                                max_new=FLAGS.max_new_trials, deadline=deadline)
+    if table is None:
+      print("halving: the table is not complete yet (rerun to go on)", file=sys.stderr)
+      return 3
+    summary = dict(stored, table_study=table)
+  path = store.write_claim(halving.NAME, summary)
+  shown = ([("fake", summary)] if FLAGS.halving_trial == "fake" else
+           [(f"table, rungs {tuple(s['settings']['rungs'])}", s)
+            for s in summary["table_study"]["studies"]])
+  for label, one in shown:
+    print(f"halving ({label}): mean best-5 flat {one['mean_flat_best_k']:.4f}, halving "
+          f"{one['mean_halving_best_k']:.4f}; median steps ratio {one['median_steps_ratio']}, "
+          f"median fraction of the flat budget {one['median_budget_fraction']}")
+  print(f"summary in {path}")
+  return 0
 
 
 def main(args: list[str]) -> int:
@@ -87,13 +124,8 @@ def main(args: list[str]) -> int:
     print(f"{command}: {(summary.get('verdict') or {}).get('sentence')}; claim 2 "
           f"{'shown' if summary['claim_shown'] else 'not shown'}; summary in {path}")
     return 0
-  if command == halving.NAME:  # the fake trial: no runner, no TensorFlow
-    summary = halving.study(halving.Settings(seeds=tuple(app.integers("search_seeds"))))
-    path = store.write_claim(halving.NAME, summary)
-    print(f"{command}: mean best-5 flat {summary['mean_flat_best_k']:.4f}, halving "
-          f"{summary['mean_halving_best_k']:.4f}; median steps ratio "
-          f"{summary['median_steps_ratio']}; summary in {path}")
-    return 0
+  if command == halving.NAME:
+    return run_halving(store)
   from dpc_tf.reproduction import runners  # pylint: disable=import-outside-toplevel
   runner = runners.TfRunner(FLAGS.work_dir, FLAGS.gin_file or runners.DEFAULT_GIN,
                             FLAGS.gin_bindings)
