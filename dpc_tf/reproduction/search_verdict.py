@@ -87,11 +87,31 @@ def summarize(search_dir: str) -> dict:
         if v.get("delta_miou") is not None else "no ASPP baseline"})
   cells.sort(key=lambda c: -(c["rerank_miou"] or float("-inf")))
   counts = summary.get("counts") or {}
-  return {"search_dir": search_dir, "cells": cells, "baselines": summary.get("baselines"),
+  return {"search_dir": search_dir, "cells": cells, **_proxy_front(store), "baselines": summary.get("baselines"),
           "verdict": summary.get("verdict"), "spearman_rho": summary.get("spearman_rho"),
           "spearman_n": summary.get("spearman_n"), "counts": counts,
           "claim_shown": any(c["claim"] in ("beats ASPP", "matches ASPP at <= 0.5x MAdds")
                              for c in cells)}
+
+
+def _proxy_front(store) -> dict:
+  """The searched cells' proxy Pareto front (branch MAdds as a ratio of ASPP's) and how many
+  cells beat ASPP's proxy score: why a re-rank could, or could not, show the claim."""
+  from dpc_tf.search.objectives import pareto_ranks  # pylint: disable=import-outside-toplevel
+  done = store.trials("done")
+  aspp = next((t for t in done if t.is_baseline and t.subject.is_aspp), None)
+  cells = [t for t in done if not t.is_baseline and t.score is not None
+           and (t.record or {}).get("branch_madds")]
+  if aspp is None or not cells or not (aspp.record or {}).get("branch_madds"):
+    return {"front": [], "proxy_above_aspp": None, "num_searched": len(cells)}
+  madds = aspp.record["branch_madds"]
+  ranks = pareto_ranks([(t.score, t.record["branch_madds"]) for t in cells])
+  front = sorted(({"cell": t.cell_text, "proxy_miou": t.score,
+                   "branch_madds_ratio": t.record["branch_madds"] / madds}
+                  for t, rank in zip(cells, ranks) if rank == 1),
+                 key=lambda c: c["branch_madds_ratio"])
+  return {"front": front, "num_searched": len(cells), "aspp_proxy_miou": aspp.score,
+          "proxy_above_aspp": sum(t.score >= aspp.score for t in cells)}
 
 
 def _f(value, digits: int = 4) -> str:
@@ -103,8 +123,10 @@ def markdown(r: dict) -> list[str]:
   lines = ["The search itself (gin/search/claim2.gin: Pareto objective over proxy mIOU and "
            "branch MAdds; the re-rank set diverse by branch edits; every re-ranked cell and "
            "both baselines trained on the full task under the same paired seeds).", "",
-           f"Trials: {json.dumps(r.get('counts'))}; proxy vs re-rank Spearman rho "
-           f"{_f(r.get('spearman_rho'), 2)} (n={r.get('spearman_n')}).", "",
+           f"Trials: {json.dumps(r.get('counts'))}; "
+           + (f"proxy vs re-rank Spearman rho {_f(r['spearman_rho'], 2)} "
+              f"(n={r.get('spearman_n')})." if r.get("spearman_rho") is not None else
+              "no proxy vs re-rank rho (fewer than 3 cells re-ranked)."), "",
            "| subject | proxy mIOU | re-rank mIOU (+- s.e.) | delta vs ASPP (+- s.e., paired) "
            "| head MAdds vs ASPP | claim 2 (1 s.e.) |", "|---|---|---|---|---|---|"]
   for name, b in sorted(baselines.items()):
@@ -115,6 +137,13 @@ def markdown(r: dict) -> list[str]:
                  f"{_f(c['rerank_miou'])} (+- {_f(c['rerank_stderr'])}) | "
                  f"{_f(c['delta_miou'])} +- {_f(c['stderr'])} (n={c['seeds']}) | "
                  f"{_f(c['madds_ratio'], 2)}x | {c['claim']} |")
+  if r.get("front"):
+    lines += ["", f"The proxy's Pareto front ({len(r['front'])} of {r['num_searched']} searched "
+              f"cells; {r['proxy_above_aspp']} score at least ASPP's proxy "
+              f"{_f(r.get('aspp_proxy_miou'))}):", "",
+              "| branch MAdds vs ASPP | proxy mIOU | cell |", "|---|---|---|"]
+    lines += [f"| {c['branch_madds_ratio']:.2f}x | {_f(c['proxy_miou'])} | `{c['cell']}` |"
+              for c in r["front"]]
   verdict = (r.get("verdict") or {}).get("sentence", "no verdict")
   lines += ["", f"The search's verdict (2 s.e. noise band): {verdict}.", "",
             "**Claim 2 " + ("shown" if r["claim_shown"] else "not shown") + "** at this scale: "
