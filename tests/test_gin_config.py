@@ -47,7 +47,7 @@ def test_includes_resolve_beside_the_including_file_then_the_packaged_root(tmp_p
                                                    "gin_config_probe.other = 3\n")
   main = _write(tmp_path / "cfg" / "main.gin", "include 'parts/other.gin'\n"
                                                "include 'train/synthetic.gin'\n")
-  used = gin_config.parse([main], modules=MODULES + ("dpc_tf.training.config",))
+  used = gin_config.parse([main], modules=MODULES + ("dpc_tf.training.config", "dpc_tf.models"))
   assert used == [main]
   assert _probe() == (7, 3)  # nested include beside its own includer; cwd's copy ignored
   assert gin.query_parameter("train.dataset") == "dpc_synthetic"  # from the packaged root
