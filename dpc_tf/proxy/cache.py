@@ -31,7 +31,7 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 
 from dpc_tf.errors import DpcError
-from dpc_tf.utils import locks
+from dpc_tf.utils import differences, locks
 from dpc_tf.utils.files import JsonError, read_json, write_bytes_atomic, write_json_atomic
 
 FORMAT = "dpc_tf.feature_cache/1"
@@ -75,22 +75,11 @@ def decode_shard(data: bytes) -> tuple[np.ndarray, np.ndarray]:
     return npz["features"], npz["labels"]
 
 
-def _jsonable(value):
-  """Settings as JSON sees them (tuples become lists), so a reloaded manifest compares equal."""
-  return json.loads(json.dumps(value))
-
-
 def describe_differences(found: dict, wanted: dict, prefix: str = "") -> list[str]:
   """Human-readable 'key: cache has X, asked for Y' for every differing (nested) key."""
-  found, wanted = _jsonable(found), _jsonable(wanted)
-  lines = []
-  for key in sorted(set(found) | set(wanted)):
-    a, b = found.get(key, "<unset>"), wanted.get(key, "<unset>")
-    if isinstance(a, dict) and isinstance(b, dict):
-      lines.extend(describe_differences(a, b, f"{prefix}{key}."))
-    elif a != b:
-      lines.append(f"{prefix}{key}: cache has {a!r}, asked for {b!r}")
-  return lines
+  return differences.describe_differences(
+      found, wanted, lambda key, a, b: f"{key}: cache has {a!r}, asked for {b!r}",
+      missing="<unset>", prefix=prefix)
 
 
 class Manifest:
@@ -123,7 +112,8 @@ class Manifest:
 
   @classmethod
   def create(cls, cache_dir: str, identity: dict) -> "Manifest":
-    return cls(cache_dir, {"format": FORMAT, "identity": _jsonable(identity), "roles": {}})
+    return cls(cache_dir, {"format": FORMAT, "identity": differences.as_json(identity),
+                           "roles": {}})
 
   @property
   def identity(self) -> dict:
@@ -187,7 +177,8 @@ class RoleWriter:
     manifest.check_role(role, settings)
     entry = manifest.role(role)
     if entry is None:
-      entry = {"settings": _jsonable(settings), "complete": False, "count": 0, "shards": []}
+      entry = {"settings": differences.as_json(settings), "complete": False, "count": 0,
+               "shards": []}
       manifest.data["roles"][role] = entry
       manifest.save()
     self.entry = entry
@@ -231,7 +222,7 @@ class RoleWriter:
     if not self.entry["shards"]:
       raise CacheError(f"cache {self.cache_dir}: role {self.role_name} got no examples "
                        f"(is the dataset split empty?)")
-    self.entry.update(_jsonable(extra or {}))
+    self.entry.update(differences.as_json(extra or {}))
     self.entry["complete"] = True
     self.manifest.save()
 

@@ -35,6 +35,7 @@ from dpc_tf.errors import DpcError
 from dpc_tf.search.fake_trial import FakeTrial
 from dpc_tf.search_space import Cell
 from dpc_tf.search_space.sampling import sample_cell
+from dpc_tf.utils.differences import describe_differences
 from dpc_tf.utils.files import read_json, remove_tree, write_json_atomic, write_text_atomic
 from dpc_tf.utils.locks import folder_lock
 
@@ -79,18 +80,6 @@ def columns(rungs: Sequence[int]) -> list[str]:
   return ["index", "cell_text", "fingerprint", *map(score_column, rungs), "seconds"]
 
 
-def _differences(made: dict, wanted: dict, prefix: str = "") -> list[str]:
-  keys = sorted(set(made) | set(wanted))
-  out = []
-  for key in keys:
-    a, b = made.get(key), wanted.get(key)
-    if isinstance(a, dict) and isinstance(b, dict):
-      out += _differences(a, b, f"{prefix}{key}.")
-    elif a != b:
-      out.append(f"{prefix}{key} {a!r} (wanted {b!r})")
-  return out
-
-
 def read_table(folder: str, identity: dict) -> list[dict]:
   """The finished rows in `folder` (none: []); TableError if they were made otherwise (in
   the parts `identity` names: the table, proxy_trial and cache)."""
@@ -102,7 +91,8 @@ def read_table(folder: str, identity: dict) -> list[dict]:
                        "or restore it")
     return []
   made = read_json(settings_path, "halving table settings")
-  differ = _differences({k: v for k, v in made.items() if k in identity}, identity)
+  differ = describe_differences({k: v for k, v in made.items() if k in identity}, identity,
+                                lambda key, a, b: f"{key} {a!r} (wanted {b!r})")
   if differ:
     raise TableError(f"{folder} holds a halving table made with other settings: "
                      f"{'; '.join(differ[:3])}{' ...' if len(differ) > 3 else ''}; use "
@@ -195,8 +185,7 @@ def table_identity(settings: TableSettings, trial_settings: dict, cache: dict) -
   """What a table is checked against: it is reused only when all of this is equal."""
   # num_cells is left out: the cells are a fixed sequence, so a table can be extended.
   table = {k: v for k, v in dataclasses.asdict(settings).items() if k != "num_cells"}
-  return {"table": dict(table, rungs=list(settings.rungs)),
-          "proxy_trial": dict(trial_settings), "cache": dict(cache)}
+  return {"table": table, "proxy_trial": dict(trial_settings), "cache": dict(cache)}
 
 
 @dataclasses.dataclass(frozen=True)
