@@ -29,9 +29,10 @@ several programs).
 
 Failures stay with their head: a head whose loss goes non-finite (or whose cell cannot be
 built, or whose start_from cannot be continued, or whose save fails) gets that error as its
-result and leaves the pack (the step is retraced without it); the others go on. Errors that concern the data (bad labels, a corrupt shard, too few
-examples) fail the whole pack, as they would fail each trial alone. A head whose held-out
-score stops improving (`patience`) leaves the pack the same way, with its record.
+result and leaves the pack (the step is retraced without it); the others go on. Errors that
+concern the data (bad labels, a corrupt shard, too few examples) fail the whole pack, as they
+would fail each trial alone. A head whose held-out score stops improving (`patience`) leaves
+the pack the same way, with its record.
 """
 
 from __future__ import annotations
@@ -51,11 +52,10 @@ from dpc_tf.errors import DpcError, one_line
 from dpc_tf.proxy import feeding, head_state
 from dpc_tf.proxy.cache import FeatureCache
 from dpc_tf.proxy.trial import (TrialConfig, TrialTask, cache_fields, eval_batches,
-                                head_costs, miou_standard_error, subject_fields)
+                                head_costs, head_identity, head_optimizer,
+                                miou_standard_error, subject_fields, trial_subject)
 from dpc_tf.training import guard, losses
 from dpc_tf.training.errors import NonFiniteLossError
-from dpc_tf.training.optimizer import build_optimizer
-from dpc_tf.training.schedule import PolyLearningRate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,23 +110,15 @@ class _Head:
   def set_up(self, task: TrialTask, index: int, feature_shape) -> None:
     """Checks the work order, builds the head (seeded), its optimizer, and restores
     start_from; raises what fails this head alone (DpcError)."""
-    member = self.member
-    if member.head not in ("dpc", "aspp"):
-      raise DpcError(f"proxy trial head must be 'dpc' or 'aspp', got {member.head!r}")
-    if member.head == "aspp" and member.cell is not None:
-      raise DpcError("the proxy trial's ASPP head takes no cell (cell must be None)")
-    self.cell = search_space.as_cell(member.cell) if member.head == "dpc" else None
-    cfg = self.cfg
-    self.state = head_state.identity(member.head, self.cell.fingerprint() if self.cell else None,
-                                     cfg.schedule_steps or cfg.steps, cfg.seed)
+    member, cfg = self.member, self.cfg
+    self.cell = trial_subject(member.cell, member.head)
+    self.state = head_identity(member.head, self.cell, cfg)
     if member.start_from:
       self.start = head_state.check(member.start_from, self.state, cfg.steps)
     self.steps = self.start
     self.model = task.build_model(self.cell, member.head, cfg, name=f"proxy_head_{index}")
     self.record = head_costs(self.model, feature_shape)
-    self.optimizer = build_optimizer(
-        PolyLearningRate(cfg.learning_rate, cfg.schedule_steps or cfg.steps, cfg.lr_power),
-        cfg.momentum, self.model.trainable_variables)
+    self.optimizer = head_optimizer(cfg, self.model.trainable_variables)
     self.checkpoint = head_state.checkpoint_of(self.model, self.optimizer)
     if member.start_from:
       try:

@@ -106,16 +106,36 @@ def head_costs(model: keras.Model, feature_shape: Sequence[int]) -> dict:
           "cost_feature_shape": list(feature_shape)}
 
 
+def trial_subject(cell, head: str) -> Optional[search_space.Cell]:
+  """The cell a trial of `head` trains (None for ASPP), refused as run_proxy_trial and
+  every packed member refuse it."""
+  if head not in ("dpc", "aspp"):
+    raise DpcError(f"proxy trial head must be 'dpc' or 'aspp', got {head!r}")
+  if head == "aspp" and cell is not None:
+    raise DpcError("the proxy trial's ASPP head takes no cell (cell must be None)")
+  return search_space.as_cell(cell) if head == "dpc" else None
+
+
+def head_identity(head: str, cell: Optional[search_space.Cell], config: TrialConfig) -> dict:
+  """What a saved head state must match to be continued (head_state.identity)."""
+  return head_state.identity(head, cell.fingerprint() if cell else None,
+                             config.schedule_steps or config.steps, config.seed)
+
+
+def head_optimizer(config: TrialConfig, variables) -> keras.optimizers.Optimizer:
+  """The training core's optimizer with the poly schedule over schedule_steps (or steps)."""
+  return build_optimizer(
+      PolyLearningRate(config.learning_rate, config.schedule_steps or config.steps,
+                       config.lr_power), config.momentum, variables)
+
+
 class _Trainer:
   """Model, optimizer and compiled steps of one trial (the training core's loss, schedule,
   optimizer and counts; the guard runs in run_proxy_trial's loop)."""
 
   def __init__(self, model: keras.Model, config: TrialConfig, num_classes: int):
     self.model, self.config, self.num_classes = model, config, num_classes
-    self.optimizer = build_optimizer(
-        PolyLearningRate(config.learning_rate, config.schedule_steps or config.steps,
-                         config.lr_power),
-        config.momentum, model.trainable_variables)
+    self.optimizer = head_optimizer(config, model.trainable_variables)
     jit = config.jit_compile
     self.train_on = tf.function(self._train_on, jit_compile=jit)
     self.predict_on = tf.function(self._predict_on, jit_compile=jit, reduce_retracing=True)
@@ -253,18 +273,13 @@ def run_proxy_trial(cell, cache_dir: str, head: str = "dpc", start_from: Optiona
   """
   start = time.time()
   cfg = TrialConfig.from_kwargs(**config)
-  if head not in ("dpc", "aspp"):
-    raise DpcError(f"proxy trial head must be 'dpc' or 'aspp', got {head!r}")
-  if head == "aspp" and cell is not None:
-    raise DpcError("the proxy trial's ASPP head takes no cell (cell must be None)")
-  cell = search_space.as_cell(cell) if head == "dpc" else None
+  cell = trial_subject(cell, head)
   cache = FeatureCache(cache_dir)
   train, evaluation = cache.role("train"), cache.role("eval")
   task = TrialTask.of(cache, cache_dir)
   num_classes = task.num_classes
 
-  state = head_state.identity(head, cell.fingerprint() if cell else None,
-                              cfg.schedule_steps or cfg.steps, cfg.seed)
+  state = head_identity(head, cell, cfg)
   resumed = head_state.check(start_from, state, cfg.steps) if start_from else None
 
   keras.backend.clear_session()  # a worker runs trial after trial: drop the last one's graph
