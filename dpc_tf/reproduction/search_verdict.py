@@ -24,10 +24,12 @@ from typing import Optional, Sequence
 
 from dpc_tf.errors import DpcError
 from dpc_tf.utils import processes
+from dpc_tf.utils.files import read_json
 
 NAME = "search_verdict"
 GIN_FILE = os.path.join("gin", "search", "claim2.gin")
 CHEAP_MADDS_RATIO = 0.5  # the claim: "or match it at <= 0.5x head MAdds"
+BEATS, MATCHES = "beats ASPP", "matches ASPP at <= 0.5x MAdds"  # the readings that show it
 
 
 def run_search(work_dir: str, gin_file: str = GIN_FILE, budget: Optional[int] = None,
@@ -51,9 +53,9 @@ def claim_test(delta: float, stderr: Optional[float], madds_ratio: Optional[floa
   if stderr is None:
     return "untested (one seed)"
   if delta - stderr > 0:
-    return "beats ASPP"
+    return BEATS
   if abs(delta) <= stderr and madds_ratio is not None and madds_ratio <= CHEAP_MADDS_RATIO:
-    return "matches ASPP at <= 0.5x MAdds"
+    return MATCHES
   if delta + stderr < 0:
     return "below ASPP"
   return "within one s.e., not <= 0.5x MAdds"
@@ -67,40 +69,36 @@ def summarize(search_dir: str) -> dict:
   if not os.path.exists(summary_path):
     raise DpcError(f"{search_dir} has no summary.json: the search has not finished (rerun "
                    "`python -m dpc_tf.reproduce search_verdict` to resume it)")
-  with open(summary_path) as f:
-    summary = json.load(f)
-  store = Store(os.path.join(search_dir, "trials.sqlite"))
+  summary = read_json(summary_path, "the claim-2 search's summary")
   cells = []
-  for trial in store.trials("done"):
-    if trial.is_baseline or not trial.rerank_record:
-      continue
-    v = verdict_lib.verdict(store, trial)
-    record = trial.record or {}
-    cells.append({
-        "trial_id": trial.id, "cell": trial.cell_text, "origin": trial.origin,
-        "proxy_miou": trial.score, "rerank_miou": trial.rerank_score,
-        "rerank_stderr": trial.rerank_record.get("stderr"), "seeds": v.get("n"),
-        "delta_miou": v.get("delta_miou"), "stderr": v.get("stderr"),
-        "madds_ratio": v.get("madds_ratio"), "params_ratio": v.get("params_ratio"),
-        "head_madds": record.get("head_madds"), "label": v.get("label"),
-        "claim": claim_test(v["delta_miou"], v.get("stderr"), v.get("madds_ratio"))
-        if v.get("delta_miou") is not None else "no ASPP baseline"})
+  with Store(os.path.join(search_dir, "trials.sqlite")) as store:
+    for trial in store.trials("done"):
+      if trial.is_baseline or not trial.rerank_record:
+        continue
+      v = verdict_lib.verdict(store, trial)
+      cells.append({
+          "trial_id": trial.id, "cell": trial.cell_text, "origin": trial.origin,
+          "proxy_miou": trial.score, "rerank_miou": trial.rerank_score,
+          "rerank_stderr": trial.rerank_record.get("stderr"), "seeds": v.get("n"),
+          "delta_miou": v.get("delta_miou"), "stderr": v.get("stderr"),
+          "madds_ratio": v.get("madds_ratio"), "params_ratio": v.get("params_ratio"),
+          "head_madds": (trial.record or {}).get("head_madds"), "label": v.get("label"),
+          "claim": claim_test(v["delta_miou"], v.get("stderr"), v.get("madds_ratio"))
+          if v.get("delta_miou") is not None else "no ASPP baseline"})
+    front = _proxy_front(store, verdict_lib.aspp_baseline(store))
   cells.sort(key=lambda c: -(c["rerank_miou"] or float("-inf")))
-  counts = summary.get("counts") or {}
-  return {"search_dir": search_dir, "cells": cells, **_proxy_front(store), "baselines": summary.get("baselines"),
-          "verdict": summary.get("verdict"), "spearman_rho": summary.get("spearman_rho"),
-          "spearman_n": summary.get("spearman_n"), "counts": counts,
-          "claim_shown": any(c["claim"] in ("beats ASPP", "matches ASPP at <= 0.5x MAdds")
-                             for c in cells)}
+  return {"search_dir": search_dir, "cells": cells, **front,
+          "baselines": summary.get("baselines"), "verdict": summary.get("verdict"),
+          "spearman_rho": summary.get("spearman_rho"), "spearman_n": summary.get("spearman_n"),
+          "counts": summary.get("counts") or {},
+          "claim_shown": any(c["claim"] in (BEATS, MATCHES) for c in cells)}
 
 
-def _proxy_front(store) -> dict:
+def _proxy_front(store, aspp) -> dict:
   """The searched cells' proxy Pareto front (branch MAdds as a ratio of ASPP's) and how many
   cells beat ASPP's proxy score: why a re-rank could, or could not, show the claim."""
   from dpc_tf.search.objectives import pareto_ranks  # pylint: disable=import-outside-toplevel
-  done = store.trials("done")
-  aspp = next((t for t in done if t.is_baseline and t.subject.is_aspp), None)
-  cells = [t for t in done if not t.is_baseline and t.score is not None
+  cells = [t for t in store.trials("done") if not t.is_baseline and t.score is not None
            and (t.record or {}).get("branch_madds")]
   if aspp is None or not cells or not (aspp.record or {}).get("branch_madds"):
     return {"front": [], "proxy_above_aspp": None, "num_searched": len(cells)}

@@ -72,10 +72,15 @@ def judge(delta: float, stderr: Optional[float], madds_ratio: Optional[float]) -
   return "worse, but cheaper" if cheaper else "worse"
 
 
+def aspp_baseline(store: Store) -> Optional[Trial]:
+  """The finished ASPP baseline row (None before it has a score)."""
+  return next((t for t in store.trials("done") if t.is_baseline and t.subject.is_aspp
+               and t.score is not None), None)
+
+
 def verdict(store: Store, chosen: Optional[Trial]) -> dict:
   """The chosen cell against the ASPP baseline (module doc); 'sentence' always says it."""
-  aspp = next((t for t in store.trials("done") if t.is_baseline and t.subject.is_aspp
-               and t.score is not None), None)
+  aspp = aspp_baseline(store)
   if chosen is None or aspp is None:
     missing = "no searched cell finished" if chosen is None else "no finished ASPP baseline"
     return {"label": None, "sentence": f"no verdict: {missing} (search_pipeline.baselines)"}
