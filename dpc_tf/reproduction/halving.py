@@ -197,19 +197,19 @@ def study(settings: Settings = Settings(), table: Optional[TableTrial] = None) -
   reached = [p["steps_ratio"] for p in per_seed if p["steps_ratio"] is not None]
   label = ("fake (dpc_tf.search.fake_trial, noise shrinking as 1/sqrt(steps))"
            if settings.trial == "fake" else TABLE_LABEL)
-  result = {"trial": label, "settings": dataclasses.asdict(settings), "budget_steps": settings.budget *
-          settings.rungs[-1], "per_seed": per_seed,
-          "mean_flat_best_k": statistics.fmean(p["flat_best_k"] for p in per_seed),
-          "mean_halving_best_k": statistics.fmean(p["halving_best_k"] for p in per_seed),
-          "halving_wins": sum(p["halving_best_k"] > p["flat_best_k"] for p in per_seed),
-          "ties": sum(p["halving_best_k"] == p["flat_best_k"] for p in per_seed),
-          "seeds_reaching_target": len(reached),
-          "median_steps_ratio": statistics.median(reached) if reached else None,
-          "mean_steps_ratio": statistics.fmean(reached) if reached else None,
-          "median_budget_fraction": statistics.median(
-              p["budget_fraction"] for p in per_seed if p["budget_fraction"] is not None)
-          if reached else None,
-          "runs": runs}
+  result = {"trial": label, "settings": dataclasses.asdict(settings),
+            "budget_steps": settings.budget * settings.rungs[-1], "per_seed": per_seed,
+            "mean_flat_best_k": statistics.fmean(p["flat_best_k"] for p in per_seed),
+            "mean_halving_best_k": statistics.fmean(p["halving_best_k"] for p in per_seed),
+            "halving_wins": sum(p["halving_best_k"] > p["flat_best_k"] for p in per_seed),
+            "ties": sum(p["halving_best_k"] == p["flat_best_k"] for p in per_seed),
+            "seeds_reaching_target": len(reached),
+            "median_steps_ratio": statistics.median(reached) if reached else None,
+            "mean_steps_ratio": statistics.fmean(reached) if reached else None,
+            "median_budget_fraction": statistics.median(
+                p["budget_fraction"] for p in per_seed if p["budget_fraction"] is not None)
+            if reached else None,
+            "runs": runs}
   if isinstance(trial_fn, TableTrial):
     result["collision_rate"] = {f: 1 - sum(r["distinct"] for r in runs if r["fidelity"] == f)
                                 / sum(r["cells"] for r in runs if r["fidelity"] == f)
@@ -277,7 +277,8 @@ def markdown(result: dict) -> list[str]:
   if "per_seed" in result:
     lines += [f"### Fake trial: {result['trial']}", "",
               "A stand-in, not the real proxy on dpc_synthetic: its full-fidelity score is "
-              "known without extra runs; the real proxy's replay follows.", ""] + comparison_lines(result)
+              "known without extra runs; the real proxy's replay follows.", ""]
+    lines += comparison_lines(result)
   table = result.get("table_study")
   if table:
     facts, best_k = table["table"], table["studies"][0]["settings"]["best_k"]
@@ -292,9 +293,10 @@ def markdown(result: dict) -> list[str]:
         "Coordinator, Store, halving) read a cell's score from the row its fingerprint "
         f"hashes to. Best-{best_k} counts distinct rows. The table's best {best_k} rows "
         f"average {_f(facts['best_k_rows_mean'])} (a perfect search's ceiling), all rows "
-        f"{_f(facts['mean'])} (a blind pick), s.d. across rows {_f(facts['sd'])}. Spearman rho of each lower rung's scores "
-        f"against the top rung's over the table: "
-        f"{', '.join(f'{s}: {_f(r, 2)}' for s, r in zip(facts['rungs'], facts['rung_spearman']))}. "
+        f"{_f(facts['mean'])} (a blind pick), s.d. across rows {_f(facts['sd'])}. Spearman "
+        "rho of each lower rung's scores against the top rung's over the table: "
+        + ", ".join(f"{s}: {_f(r, 2)}" for s, r in zip(facts["rungs"], facts["rung_spearman"]))
+        + ". "
         f"The table took {facts['build_seconds'] / 60:.0f} min of proxy training (median "
         f"{facts['median_row_seconds']:.0f} s a cell, all rungs, on a shared 2-core machine)."]
     for one in table["studies"]:
