@@ -15,6 +15,7 @@ import keras
 import tensorflow as tf
 
 from dpc_tf.layers import common
+from dpc_tf.layers.conv_blocks import pointwise_conv
 from dpc_tf.layers.folding import FoldableMixin, push_bias_through
 
 # Backbones keep the release's BN epsilon 1e-3 (heads use 1e-5), REFERENCE.md section 4.
@@ -110,8 +111,8 @@ class ConvBN(_BackboneBlock):
     self.bn.build(self.compute_output_shape(input_shape))
 
   def call(self, x, training=None):
-    return activate(self._normalize(self.bn, self.conv(self._maybe_pad(x)), training),
-                    self.activation)
+    x = pointwise_conv(self.conv, self._maybe_pad(x), training)
+    return activate(self._normalize(self.bn, x, training), self.activation)
 
   def compute_output_shape(self, input_shape):
     return self._output_shape(input_shape, self.filters)
@@ -205,7 +206,8 @@ class XceptionSeparableConv(_BackboneBlock):
     if not (self.folded and not self.activation_inside):  # else its bias is in pointwise_bn's
       x = self._normalize(self.depthwise_bn, x, training)
     x = activate(x, self.activation)
-    x = self._normalize(self.pointwise_bn, self.pointwise(x), training)
+    x = pointwise_conv(self.pointwise, x, training)
+    x = self._normalize(self.pointwise_bn, x, training)
     return activate(x, self.activation)
 
   def compute_output_shape(self, input_shape):

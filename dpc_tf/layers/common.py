@@ -8,6 +8,7 @@ import keras
 import tensorflow as tf
 
 from dpc_tf.errors import DpcError
+from dpc_tf.layers.batch_norm import BatchNorm
 from dpc_tf.utils.sizes import size_pair
 
 # DeepLab's defaults for heads (REFERENCE.md section 3); backbones use epsilon 1e-3.
@@ -57,7 +58,8 @@ def l2(weight_decay: float) -> Optional[keras.regularizers.Regularizer]:
 
 def batch_norm(name: str, momentum: float = BN_MOMENTUM, epsilon: float = BN_EPSILON,
                synchronized: bool = False) -> keras.layers.BatchNormalization:
-  return keras.layers.BatchNormalization(
+  """Every batch norm of every model (layers/batch_norm.py: fused kernel when training)."""
+  return BatchNorm(
       momentum=momentum, epsilon=epsilon, synchronized=synchronized, name=name)
 
 

@@ -14,7 +14,22 @@ def padding_only_taps(conv: keras.layers.Layer, shape) -> tuple[bool, bool]:
                for size, k, rate in zip(shape[1:3], conv.kernel_size, conv.dilation_rate))
 
 
-def atrous_conv(conv: keras.layers.Layer, x):
+def pointwise_conv(conv: keras.layers.Layer, x, training=None):
+  """Calls a stride-1, bias-free 1x1 Conv2D; when training, as a matmul over the channels.
+
+  Same numbers (the conv is that matmul), cheaper gradients: TensorFlow's CPU kernels for a
+  1x1 conv's input and filter gradients took several times its forward on the search's
+  small feature maps, while a matmul's gradients are two matmuls (measured with
+  `python -m dpc_tf.benchmark proxy_step`, docs/BENCHMARKS.md). Inference keeps the Conv2D
+  op, so served and converted models run exactly the graph they ran before.
+  """
+  if not (training and tuple(conv.kernel_size) == (1, 1) and tuple(conv.strides) == (1, 1)
+          and not conv.use_bias and conv.data_format == "channels_last"):
+    return conv(x)
+  return keras.ops.einsum("bhwc,cd->bhwd", x, keras.ops.cast(conv.kernel[0, 0], x.dtype))
+
+
+def atrous_conv(conv: keras.layers.Layer, x, training=None):
   """Calls a 'same'-padded Conv2D / DepthwiseConv2D, leaving out the taps that only read
   padding: with an odd kernel and a rate at least the (static) feature size in a dimension,
   every off-centre tap in that dimension falls outside the map for every output pixel, so the
@@ -25,7 +40,7 @@ def atrous_conv(conv: keras.layers.Layer, x):
   """
   trim_h, trim_w = padding_only_taps(conv, x.shape)
   if not (trim_h or trim_w):
-    return conv(x)
+    return pointwise_conv(conv, x, training)
   (kh, kw), (rh, rw) = conv.kernel_size, conv.dilation_rate
   kernel = keras.ops.cast(conv.kernel, x.dtype)
   if trim_h:
@@ -62,7 +77,7 @@ class ConvBNReLU(FoldableMixin, common.NormConfigMixin, keras.layers.Layer):
     self.bn.build(self.conv.compute_output_shape(input_shape))
 
   def call(self, x, training=None):
-    x = self._normalize(self.bn, atrous_conv(self.conv, x), training)
+    x = self._normalize(self.bn, atrous_conv(self.conv, x, training), training)
     return keras.ops.relu(x) if self.activation else x
 
   def compute_output_shape(self, input_shape):
@@ -107,7 +122,8 @@ class SeparableConvBNReLU(FoldableMixin, common.NormConfigMixin, keras.layers.La
   def call(self, x, training=None):
     x = atrous_conv(self.depthwise, x)
     x = keras.ops.relu(self._normalize(self.depthwise_bn, x, training))
-    return keras.ops.relu(self._normalize(self.pointwise_bn, self.pointwise(x), training))
+    x = pointwise_conv(self.pointwise, x, training)
+    return keras.ops.relu(self._normalize(self.pointwise_bn, x, training))
 
   def compute_output_shape(self, input_shape):
     return tuple(input_shape[:-1]) + (self.filters,)
