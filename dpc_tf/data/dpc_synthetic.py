@@ -10,6 +10,7 @@ from __future__ import annotations
 import tensorflow_datasets as tfds
 
 from dpc_tf.data import synthetic
+from dpc_tf.data.local_info import LocalDatasetInfo
 from dpc_tf.data.specs import SYNTHETIC_VERSION
 
 
@@ -29,7 +30,7 @@ class DpcSynthetic(tfds.core.GeneratorBasedBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     config = synthetic.get_config(self.builder_config.name)
-    return tfds.core.DatasetInfo(
+    return LocalDatasetInfo(
         builder=self,
         description=synthetic.__doc__,
         features=tfds.features.FeaturesDict({

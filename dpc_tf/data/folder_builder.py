@@ -17,6 +17,7 @@ from typing import Optional
 import tensorflow_datasets as tfds
 
 from dpc_tf.data import folder, folder_files
+from dpc_tf.data.local_info import LocalDatasetInfo
 from dpc_tf.errors import DpcError
 
 
@@ -38,7 +39,7 @@ class FolderDataset(tfds.core.GeneratorBasedBuilder):
       folder.LAYOUT
 
   def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
+    return LocalDatasetInfo(
         builder=self,
         description="A user's folder of images and segmentation masks (dpc_tf folder).",
         features=tfds.features.FeaturesDict({

@@ -10,6 +10,7 @@ from __future__ import annotations
 import tensorflow_datasets as tfds
 
 from dpc_tf.data import manual
+from dpc_tf.data.local_info import LocalDatasetInfo
 
 _NUM_CLASSES = 7
 LAYOUT = ("JPEGImages/*.jpg, SegmentationPart/*.png (ids 0..6, 255 ignore), "
@@ -25,7 +26,7 @@ class PascalPersonPart(tfds.core.GeneratorBasedBuilder):
   MANUAL_DOWNLOAD_INSTRUCTIONS = "Place in manual_dir: " + LAYOUT
 
   def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
+    return LocalDatasetInfo(
         builder=self,
         description="PASCAL-Person-Part: background, head, torso, upper/lower arms and legs.",
         features=tfds.features.FeaturesDict({

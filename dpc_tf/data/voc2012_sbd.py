@@ -14,6 +14,7 @@ import tensorflow_datasets as tfds
 from etils import epath
 
 from dpc_tf.data import manual
+from dpc_tf.data.local_info import LocalDatasetInfo
 
 _NUM_CLASSES = 21
 LAYOUT = ("VOCdevkit/VOC2012/{JPEGImages/*.jpg, SegmentationClass/*.png, "
@@ -33,7 +34,7 @@ class Voc2012Sbd(tfds.core.GeneratorBasedBuilder):
       "benchmark.tgz (giving benchmark_RELEASE/) into manual_dir. Expected layout: " + LAYOUT)
 
   def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
+    return LocalDatasetInfo(
         builder=self,
         description="PASCAL VOC 2012 segmentation, train_aug (with SBD) and val.",
         features=tfds.features.FeaturesDict({
