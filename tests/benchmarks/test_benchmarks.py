@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dpc_tf.benchmarks import _child, _profiling, accelerator, training
+from dpc_tf.benchmarks import _child, _profiling, accelerator, training, training_kernels
 from dpc_tf.errors import DpcError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -49,3 +49,20 @@ def test_accelerator_benchmark_refuses_a_cpu(monkeypatch):
   accelerator.FLAGS(["prog"], known_only=True)
   with pytest.raises(DpcError, match="no GPU"):
     accelerator.run()
+
+
+def test_training_kernels_variants_really_run_their_kernels():
+  """Each variant's traced step holds its own kernels, and the patching is undone."""
+  from dpc_tf.layers import batch_norm, conv_blocks  # pylint: disable=import-outside-toplevel
+  fusable, pointwise = batch_norm.BatchNorm._fusable, conv_blocks.pointwise_conv
+  make, x, y = training_kernels._models(crop=33, feature=3)["proxy step, ASPP head"]
+  ops = {}
+  for variant in training_kernels.VARIANTS:
+    with training_kernels._variant(variant):
+      run = training_kernels._step(make(), x, y, calls=1)
+      run()
+    graph = run.step.get_concrete_function().graph
+    ops[variant] = {op.type for op in graph.get_operations()}
+  assert "FusedBatchNormV3" not in ops["keras"] and "FusedBatchNormV3" in ops["fused"]
+  assert "Einsum" not in ops["fused"] and "Einsum" in ops["fused+mm"]
+  assert batch_norm.BatchNorm._fusable is fusable and conv_blocks.pointwise_conv is pointwise
