@@ -137,6 +137,7 @@ class ProxyTrial:
                steps: Optional[int] = None, schedule_steps: Optional[int] = None,
                start_from: Optional[str] = None, save_to: Optional[str] = None) -> dict:
     from dpc_tf.proxy.trial import run_proxy_trial  # pylint: disable=import-outside-toplevel
+    self._set_threads()
     settings = dict(self.settings, **self._overrides(seed, steps, schedule_steps))
     continuation = dict(start_from=start_from, save_to=save_to)
     if cell == ASPP:
@@ -153,6 +154,13 @@ class ProxyTrial:
       overrides.update(steps=steps, schedule_steps=schedule_steps or steps)
     return overrides
 
+  def _set_threads(self) -> None:
+    """A worker that trains packs runs one thread per op (proxy/threads.py); set before its
+    first trial, whichever of run_pack or a lone trial comes first."""
+    if self.cells_per_program > 1:
+      from dpc_tf.proxy import threads  # pylint: disable=import-outside-toplevel
+      threads.configure_for_packs()
+
   @property
   def cells_per_program(self) -> int:
     """Cells one worker call trains side by side (proxy_trial.cells_per_program)."""
@@ -165,6 +173,7 @@ class ProxyTrial:
     it, per subject, in order."""
     # pylint: disable-next=import-outside-toplevel
     from dpc_tf.proxy.packed import Member, run_packed_trials
+    self._set_threads()
     members = []
     for subject in pack:
       order = subject.fidelity
