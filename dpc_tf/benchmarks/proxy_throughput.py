@@ -44,6 +44,8 @@ flags.DEFINE_string("proxy_throughput_before", None, "A checkout of the code to 
 flags.DEFINE_integer("proxy_throughput_trials", 16, "Trials per search run.")
 flags.DEFINE_list("proxy_throughput_packs", ["1", "2", "4", "8"], "cells_per_program values.")
 flags.DEFINE_bool("proxy_throughput_seed_noise", True, "Also run K=1 with seed + 1.")
+flags.DEFINE_bool("proxy_throughput_default_threads", True, "Also run the largest K with "
+                  "TensorFlow's default CPU threads (what proxy/threads.py replaces).")
 flags.DEFINE_integer("proxy_throughput_eval_examples", 128, "Also run the largest K scoring "
                      "on this many eval examples (proxy_trial.max_eval_examples; 0: skip).")
 FLAGS = flags.FLAGS
@@ -108,8 +110,9 @@ def breakdown(cache: str, cells=("released", "F:conv1x1 0:sep3x3@6x3 1:sep3x3@12
           "miou_standard_error": [r["miou_standard_error"] for r in result["records"]]}
 
 
-def search_run(cache: str, code_root: str, trials: int, bindings=()) -> dict:
-  """One demo search (stage c only) on code_root's code; per-cell scores, trials/hour."""
+def search_run(cache: str, code_root: str, trials: int, bindings=(), env=None) -> dict:
+  """One demo search (stage c only) on code_root's code; per-cell scores, trials/hour.
+  env: extra environment variables of the search process (and so of its workers)."""
   with tempfile.TemporaryDirectory(prefix="proxy_throughput_") as search_dir:
     args = [sys.executable, "-m", "dpc_tf.search", f"--gin_file={DEMO}",
             f"--search_dir={search_dir}", f"--budget={trials}"]
@@ -120,7 +123,8 @@ def search_run(cache: str, code_root: str, trials: int, bindings=()) -> dict:
       args.append(f"--gin_bindings={binding}")
     start = time.perf_counter()
     out = subprocess.run(args, cwd=code_root, capture_output=True, text=True, timeout=7200,
-                         env=_env(code_root), preexec_fn=processes.exec_dies_with_parent())
+                         env={**_env(code_root), **(env or {})},
+                         preexec_fn=processes.exec_dies_with_parent())
     wall = time.perf_counter() - start
     if out.returncode != 0:
       raise RuntimeError(f"search on {code_root} failed: {out.stderr[-2000:]}")
@@ -159,6 +163,12 @@ def run() -> dict:
   for k in FLAGS.proxy_throughput_packs:
     runs[f"K={k}"] = search_run(cache, _ROOT, trials,
                                 [f"proxy_trial.cells_per_program = {k}", full_eval])
+  if FLAGS.proxy_throughput_default_threads:
+    k = FLAGS.proxy_throughput_packs[-1]
+    # "0": TensorFlow's own default, and a value set, so proxy/threads.py leaves it alone.
+    runs[f"K={k}, TF default threads"] = search_run(
+        cache, _ROOT, trials, [f"proxy_trial.cells_per_program = {k}", full_eval],
+        env={name: "0" for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")})
   if FLAGS.proxy_throughput_seed_noise:
     runs["K=1, seed+1"] = search_run(cache, _ROOT, trials, [
         "proxy_trial.cells_per_program = 1", full_eval, "proxy_trial.seed = 1"])
@@ -208,7 +218,9 @@ def to_markdown(result: dict) -> str:
               "good to about that much."]
   lines += ["", f"Reference: the `{reference}` run. `before` is the code before issue 13 "
             "(a checkout run on the same cache); `K=1, seed+1` trains the same cells with "
-            "the next seed, so its score gap is the seed noise the other gaps compare with. "
+            "the next seed, so its score gap is the seed noise the other gaps compare with; "
+            "`TF default threads` runs the pack with TensorFlow's own CPU threading instead of "
+            "proxy/threads.py's one thread per op. "
             "The eval s.e. is the jackknife standard error of a trial's mIOU over the eval "
             "set's batches: what another eval sample of the same size would move it by."]
   return "\n".join(lines)

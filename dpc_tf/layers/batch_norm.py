@@ -3,10 +3,9 @@ common.batch_norm).
 
 keras.layers.BatchNormalization trains through ops.moments and ops.batch_normalization: about
 twenty small element-wise ops forward and backward per layer (means, squared differences, the
-moments' Tile gradients, ...). On the search's small feature maps those ops, not the
-convolutions, are much of a step: measured on the 2-core CPU (tools/ and docs/BENCHMARKS.md
-proxy_step), the released cell's proxy step spends about a third of its time in them.
-FusedBatchNormV3 does the same forward in one kernel and its gradient in another.
+moments' Tile gradients, ...), half the ops of a proxy step. FusedBatchNormV3 does the same
+forward in one kernel and its gradient in another: the released cell's proxy step took 0.87x
+the time on 2 CPU cores (`python -m dpc_tf.benchmark training_kernels`, docs/BENCHMARKS.md).
 
 Same numbers up to float summation order: the normalisation uses the batch's biased variance
 as Keras does, and the moving statistics are updated exactly as Keras updates them (the fused

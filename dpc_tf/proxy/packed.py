@@ -53,7 +53,8 @@ from dpc_tf.proxy import feeding, head_state
 from dpc_tf.proxy.cache import FeatureCache
 from dpc_tf.proxy.trial import (TrialConfig, TrialTask, cache_fields, eval_batches,
                                 head_costs, head_identity, head_optimizer,
-                                miou_standard_error, subject_fields, trial_subject)
+                                miou_standard_error, subject_fields, training_examples,
+                                trial_subject)
 from dpc_tf.training import guard, losses
 from dpc_tf.training.errors import NonFiniteLossError
 
@@ -210,19 +211,16 @@ def run_packed_trials(subjects: Sequence[Union[Member, tuple]], cache_dir: str,
   (run_proxy_trial's keys, plus pack_size / pack_index / pack_seconds) or the exception that
   failed it. Raises only what fails every member (cache, data, the pack's settings).
 
-  A record's `seconds` is the pack's wall time divided by the pack size (the compute it
-  used); `step_seconds` is the median time of a step of the whole pack.
+  A record's `seconds` is its share of the pack's wall time (the compute it used: fixed costs
+  equally, training by the steps it trained here); `step_seconds` is the median time of a
+  step of the whole pack.
   """
   start = time.time()
   cfg = TrialConfig.from_kwargs(**config)
   cache = FeatureCache(cache_dir)
   train, evaluation = cache.role("train"), cache.role("eval")
   task = TrialTask.of(cache, cache_dir)
-  train_count = train.count - cfg.holdout_examples
-  if train_count < cfg.batch_size:
-    raise DpcError(f"cache {cache_dir}: {train.count} train examples minus "
-                   f"{cfg.holdout_examples} held out leave fewer than a batch of "
-                   f"{cfg.batch_size}")
+  train_count = training_examples(train.count, cfg, cache_dir)
 
   keras.backend.clear_session()  # a worker runs pack after pack: drop the last one's graphs
   heads = [_Head(_as_member(subject)) for subject in subjects]
@@ -324,6 +322,12 @@ def run_packed_trials(subjects: Sequence[Union[Member, tuple]], cache_dir: str,
   eval_seconds = time.time() - eval_start
 
   pack_seconds, k = time.time() - start, len(heads)
+  # Each head's share: the pack's fixed costs (build, tracing, evaluation) equally, its
+  # training in proportion to the steps the head trained here (a continued head or one that
+  # left early trained fewer).
+  trained = [max(h.steps - h.start, 0) for h in heads]
+  train_shares = ([train_seconds * n / sum(trained) for n in trained] if sum(trained)
+                  else [train_seconds / k] * k)
   results = []
   for index, head in enumerate(heads):
     if head.error is not None:
@@ -331,7 +335,8 @@ def run_packed_trials(subjects: Sequence[Union[Member, tuple]], cache_dir: str,
       continue
     tail = head.losses[-max(1, min(20, len(head.losses) // 10)):]
     head.record.update(
-        steps=head.steps, seconds=pack_seconds / k, train_seconds=train_seconds / k,
+        steps=head.steps, seconds=(pack_seconds - train_seconds) / k + train_shares[index],
+        train_seconds=train_shares[index],
         eval_seconds=eval_seconds / k,
         step_seconds=float(np.median(step_times[1:] or step_times)),
         final_loss=float(np.mean(tail)), initial_loss=head.losses[0],

@@ -236,6 +236,16 @@ class TrialTask:
         name=name, **widths)
 
 
+def training_examples(count: int, cfg: TrialConfig, cache_dir: str) -> int:
+  """The cached train examples a head trains on (less the held-out tail); DpcError where
+  they do not fill one batch."""
+  usable = count - cfg.holdout_examples
+  if usable < cfg.batch_size:
+    raise DpcError(f"cache {cache_dir}: {count} train examples minus {cfg.holdout_examples} "
+                   f"held out leave fewer than a batch of {cfg.batch_size}")
+  return usable
+
+
 def eval_batches(evaluation, cfg: TrialConfig):
   """The eval role's first max_eval_examples in batches: from memory (kept for the next
   trial) when it fits under memory_limit_bytes, else read shard by shard."""
@@ -292,11 +302,7 @@ def run_proxy_trial(cell, cache_dir: str, head: str = "dpc", start_from: Optiona
   if start_from:
     head_state.restore(checkpoint, start_from)
 
-  train_count = train.count - cfg.holdout_examples
-  if train_count < cfg.batch_size:
-    raise DpcError(f"cache {cache_dir}: {train.count} train examples minus "
-                     f"{cfg.holdout_examples} held out leave fewer than a batch of "
-                     f"{cfg.batch_size}")
+  train_count = training_examples(train.count, cfg, cache_dir)
   holdout = train.load(train_count) if cfg.holdout_examples else None
   in_memory = train.nbytes * train_count / train.count <= cfg.memory_limit_bytes
   if in_memory:

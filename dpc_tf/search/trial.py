@@ -143,8 +143,9 @@ def execute_pack(payload: WorkerPayload, cell_jsons: list[str]) -> list[tuple]:
   seconds) per cell, in order; one cell's failure is that cell's alone.
 
   A trial function with `run_pack(subjects) -> [record or exception]` trains them together
-  (the proxy's cells_per_program, ProxyTrial.run_pack) and each cell is charged an equal
-  share of the call's time; otherwise, or for a single cell, they run one after another.
+  (the proxy's cells_per_program, ProxyTrial.run_pack) and each cell is charged its share of
+  the call's time (_time_shares); otherwise, or for a single cell, they run one after
+  another.
   """
   if len(cell_jsons) == 1 or not hasattr(payload.trial_fn, "run_pack"):
     results = []
@@ -163,9 +164,11 @@ def execute_pack(payload: WorkerPayload, cell_jsons: list[str]) -> list[tuple]:
       raise TrialError(f"run_pack returned {len(outcomes)} results for {len(cell_jsons)} cells")
   except Exception as e:  # pylint: disable=broad-except
     outcomes = [e] * len(cell_jsons)
-  seconds = (time.perf_counter() - start) / len(cell_jsons)
+  shares = _time_shares(outcomes)
+  call_seconds = time.perf_counter() - start
   results = []
-  for outcome in outcomes:
+  for outcome, share in zip(outcomes, shares):
+    seconds = call_seconds * share
     try:
       if isinstance(outcome, BaseException):
         raise outcome
@@ -173,3 +176,14 @@ def execute_pack(payload: WorkerPayload, cell_jsons: list[str]) -> list[tuple]:
     except Exception as e:  # pylint: disable=broad-except
       results.append(("error", describe_exception(e), seconds))
   return results
+
+
+def _time_shares(outcomes: list) -> list[float]:
+  """Each cell's fraction of a pack's time: in proportion to the `seconds` its record
+  claims (packed heads that trained more steps claim more), equal where any cannot say."""
+  claims = [o.get("seconds") if isinstance(o, Mapping) else None for o in outcomes]
+  if all(isinstance(c, numbers.Real) and not isinstance(c, bool) and c >= 0 for c in claims):
+    total = float(sum(claims))
+    if total > 0:
+      return [c / total for c in claims]
+  return [1.0 / len(outcomes)] * len(outcomes)

@@ -114,3 +114,8 @@ def test_a_rung_work_order_trains_in_the_pack_to_its_own_steps(tiny_cache, tmp_p
   assert isinstance(records[2], DpcError) and "no state.json" in str(records[2])
   assert [records[i]["pack_size"] for i in (0, 1, 3)] == [4, 4, 4]
   assert [records[i]["steps"] for i in (1, 3)] == [6, 6] and records[3]["seed"] == 2
+  # The pack's training time is shared by steps trained: the 3-step job gets half of a
+  # 6-step head's share; the fixed costs are shared equally.
+  assert records[0]["train_seconds"] == pytest.approx(records[1]["train_seconds"] / 2)
+  fixed = records[1]["pack_seconds"] - 2.5 * records[1]["train_seconds"]
+  assert records[1]["seconds"] == pytest.approx(fixed / 4 + records[1]["train_seconds"])

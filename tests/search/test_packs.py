@@ -79,3 +79,23 @@ def test_sigkill_with_a_pack_in_flight_then_resume(tmp_path, count_rows):
   assert all(ends[t.fingerprint] >= 1 for t in trials)  # nothing is lost
   # the kill gave the pack its attempts back (a driver stop is never the cells' fault)
   assert all(t.attempts == 1 for t in trials)
+
+
+def test_a_pack_time_is_charged_by_what_each_record_claims():
+  from dpc_tf.search import trial  # pylint: disable=import-outside-toplevel
+
+  class Pack:  # a trial function whose run_pack sleeps, then claims 1:3 of its time
+    cells_per_program = 2
+
+    def run_pack(self, subjects):
+      time.sleep(0.2)
+      return [{"miou": 0.5, "seconds": 1.0}, {"miou": 0.6, "seconds": 3.0}]
+
+  cells = [RandomSearch(num_branches=2, seed=s).suggest(0, History(set(), [])).cell
+           for s in (0, 1)]
+  cells = [c.to_json_string() for c in cells]
+  (_, _, first), (_, _, second) = trial.execute_pack(WorkerPayload(Pack()), cells)
+  assert second == 3 * first and first + second >= 0.2
+  # A record that cannot say (an error, no seconds): equal shares.
+  assert trial._time_shares([{"seconds": 2.0}, ValueError("x")]) == [0.5, 0.5]
+  assert trial._time_shares([{"seconds": 0.0}, {"seconds": 0.0}]) == [0.5, 0.5]
