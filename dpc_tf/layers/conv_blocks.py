@@ -24,7 +24,8 @@ def pointwise_conv(conv: keras.layers.Layer, x, training=None):
   (`python -m dpc_tf.benchmark training_kernels`, docs/BENCHMARKS.md). Inference keeps the
   Conv2D op, so served and converted models run exactly the graph they ran before.
   """
-  if not (training and tuple(conv.kernel_size) == (1, 1) and tuple(conv.strides) == (1, 1)
+  if not (training and not isinstance(conv, keras.layers.DepthwiseConv2D)
+          and tuple(conv.kernel_size) == (1, 1) and tuple(conv.strides) == (1, 1)
           and not conv.use_bias and conv.data_format == "channels_last"):
     return conv(x)
   return keras.ops.einsum("bhwc,cd->bhwd", x, keras.ops.cast(conv.kernel[0, 0], x.dtype))

@@ -4,9 +4,10 @@ A pack (proxy/packed.py) is K independent chains of small ops on small feature m
 the demo). TensorFlow's default splits each op over every core (intra-op threads = cores),
 paying a synchronisation per op that such ops cannot repay, and runs only as many ops at once
 as there are cores. With one thread per op and twice as many ops in flight as cores, the
-cores run different heads' ops side by side instead. Measured on 2 cores (demo settings, 8
-heads; `python -m dpc_tf.benchmark proxy_throughput`, docs/BENCHMARKS.md): a packed step
-about 1.3-1.5x faster; one head alone is no slower.
+cores run different heads' ops side by side instead. Measured on 2 cores with the demo's
+packs of 8 (`python -m dpc_tf.benchmark proxy_throughput`, docs/BENCHMARKS.md): 385
+trials/hour against 306 with TensorFlow's default threads, the same scores. Packs only: a
+whole-model training step (bigger ops, which intra-op threads do speed up) was slower so.
 
 Only where nothing else decided: TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS set by the
 user win (TensorFlow reads them itself), GPU processes keep TensorFlow's default, and a

@@ -130,3 +130,7 @@ def test_strided_and_wider_convs_are_left_to_the_conv():
   for conv in (strided, wide, biased):
     conv.build(x.shape)
     assert "Conv2D" in _ops(lambda t, c=conv: pointwise_conv(c, t, training=True), x)
+  depthwise = keras.layers.DepthwiseConv2D(1, use_bias=False)
+  depthwise.build(x.shape)
+  assert "DepthwiseConv2dNative" in _ops(lambda t: pointwise_conv(depthwise, t, training=True),
+                                         x)
