@@ -35,6 +35,7 @@ import time
 from absl import flags
 
 from dpc_tf.errors import DpcError
+from dpc_tf.proxy import threads
 from dpc_tf.utils import processes
 
 flags.DEFINE_string("proxy_throughput_cache", None, "A finished feature cache of "
@@ -168,7 +169,7 @@ def run() -> dict:
     # "0": TensorFlow's own default, and a value set, so proxy/threads.py leaves it alone.
     runs[f"K={k}, TF default threads"] = search_run(
         cache, _ROOT, trials, [f"proxy_trial.cells_per_program = {k}", full_eval],
-        env={name: "0" for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")})
+        env={name: "0" for name in threads.ENV_VARIABLES})
   if FLAGS.proxy_throughput_seed_noise:
     runs["K=1, seed+1"] = search_run(cache, _ROOT, trials, [
         "proxy_trial.cells_per_program = 1", full_eval, "proxy_trial.seed = 1"])
