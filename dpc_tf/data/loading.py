@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from dpc_tf.data import cityscapes, folder, synthetic
+from dpc_tf.data import cityscapes, folder, synthetic, synthetic_memo
 from dpc_tf.data.specs import get_spec
 
 SPLITS = ("train", "validation")
@@ -93,6 +93,7 @@ def _synthetic_source(name: str, split: str, shuffle_files: bool,
     raise ValueError(f"split {split!r}: on-the-fly dpc_synthetic accepts 'train', "
                      f"'validation' or an index slice such as 'train[10:20]'")
   base, start, stop = match.groups()
+  synthetic_memo.budget_bytes()  # a bad DPC_TF_SYNTHETIC_MEMO_MB fails here, not mid-pipeline
   indices = range(config.num_examples(base))[slice(int(start) if start else None,
                                                    int(stop) if stop else None)]
   dataset = tf.data.Dataset.range(indices.start, indices.stop)
@@ -100,7 +101,7 @@ def _synthetic_source(name: str, split: str, shuffle_files: bool,
     dataset = dataset.shuffle(len(indices), seed=seed, reshuffle_each_iteration=True)
 
   def generate(index):
-    return synthetic.generate_example(config, base, int(index))
+    return synthetic_memo.example(config, base, int(index))
 
   def decode(index):
     image, mask = tf.numpy_function(generate, [index], [tf.uint8, tf.uint8], stateful=False)
