@@ -111,6 +111,13 @@ def pipeline_from_source(source: Source, spec: DatasetSpec, batch_size: int, cro
   ds = ds.batch(batch_size, drop_remainder=drop_remainder)
   options = tf.data.Options()
   options.deterministic = deterministic
+  # tf.data's model-based autotuning off (AUTOTUNE then means the cores for the parallel map
+  # and a buffer that grows when found empty for prefetch). With it on, dropping an iterator
+  # after a compute-bound consumer stalled 13-51 s in 3 of 5 tries (generated and tfds-record
+  # data alike, 2 cores; WORKSPACE_NOTES), i.e. at the end of every training or pretraining,
+  # and 0 of 8 with it off; the pipeline gave 5-10% fewer images/s (input_pipeline benchmark),
+  # with 25-50x headroom over the trainer on this CPU.
+  options.autotune.enabled = False
   ds = ds.with_options(options)
   return ds.prefetch(tf.data.AUTOTUNE)
 
