@@ -29,6 +29,10 @@ _lock = threading.Lock()
 _examples: "collections.OrderedDict[tuple, tuple[np.ndarray, np.ndarray]]" = \
     collections.OrderedDict()
 _held = [0]  # bytes in _examples
+# Examples being made, and the event their maker sets: tf.data's map threads can ask for
+# the same example at once (an epoch's last and the next epoch's first); the later ones
+# wait for the first instead of making it again.
+_making: dict[tuple, threading.Event] = {}
 
 
 def budget_bytes() -> int:
@@ -52,26 +56,43 @@ def example(config: synthetic.SyntheticConfig, split: str,
   """synthetic.generate_example(config, split, index), made once per process while it fits
   the budget; the arrays are read-only."""
   key = (config, split, int(index))
-  with _lock:
-    found = _examples.get(key)
-    if found is not None:
-      _examples.move_to_end(key)
-      return found
-  image, mask = synthetic.generate_example(config, split, int(index))
   budget = budget_bytes()
+  while budget:
+    with _lock:
+      found = _examples.get(key)
+      if found is not None:
+        _examples.move_to_end(key)
+        return found
+      making = _making.get(key)
+      if making is None:
+        _making[key] = threading.Event()
+        break
+    making.wait()  # then take it from the memo (or make it, if it did not fit or failed)
+  try:
+    image, mask = synthetic.generate_example(config, split, key[2])
+    if budget:
+      _keep(key, image, mask, budget)
+    return image, mask
+  finally:
+    if budget:
+      with _lock:
+        _making.pop(key).set()
+
+
+def _keep(key: tuple, image: np.ndarray, mask: np.ndarray, budget: int) -> None:
+  """Stores an example (read-only from now on), dropping least recently used ones to stay
+  within the budget; one larger than the budget is not kept."""
   size = image.nbytes + mask.nbytes
   if size > budget:
-    return image, mask
+    return
   image.flags.writeable = False
   mask.flags.writeable = False
   with _lock:
-    if key not in _examples:  # another thread may have made it meanwhile
-      _examples[key] = (image, mask)
-      _held[0] += size
-      while _held[0] > budget:
-        _, (old_image, old_mask) = _examples.popitem(last=False)
-        _held[0] -= old_image.nbytes + old_mask.nbytes
-    return _examples[key]
+    _examples[key] = (image, mask)
+    _held[0] += size
+    while _held[0] > budget:
+      _, (old_image, old_mask) = _examples.popitem(last=False)
+      _held[0] -= old_image.nbytes + old_mask.nbytes
 
 
 def clear() -> None:
