@@ -35,7 +35,7 @@ import time
 from absl import flags
 
 from dpc_tf.errors import DpcError
-from dpc_tf.proxy import threads
+from dpc_tf.utils import threads
 from dpc_tf.utils import processes
 
 flags.DEFINE_string("proxy_throughput_cache", None, "A finished feature cache of "
@@ -46,7 +46,7 @@ flags.DEFINE_integer("proxy_throughput_trials", 16, "Trials per search run.")
 flags.DEFINE_list("proxy_throughput_packs", ["1", "2", "4", "8"], "cells_per_program values.")
 flags.DEFINE_bool("proxy_throughput_seed_noise", True, "Also run K=1 with seed + 1.")
 flags.DEFINE_bool("proxy_throughput_default_threads", True, "Also run the largest K with "
-                  "TensorFlow's default CPU threads (what proxy/threads.py replaces).")
+                  "TensorFlow's default CPU threads (what utils/threads.py replaces).")
 flags.DEFINE_integer("proxy_throughput_eval_examples", 128, "Also run the largest K scoring "
                      "on this many eval examples (proxy_trial.max_eval_examples; 0: skip).")
 FLAGS = flags.FLAGS
@@ -166,7 +166,7 @@ def run() -> dict:
                                 [f"proxy_trial.cells_per_program = {k}", full_eval])
   if FLAGS.proxy_throughput_default_threads:
     k = FLAGS.proxy_throughput_packs[-1]
-    # "0": TensorFlow's own default, and a value set, so proxy/threads.py leaves it alone.
+    # "0": TensorFlow's own default, and a value set, so utils/threads.py leaves it alone.
     runs[f"K={k}, TF default threads"] = search_run(
         cache, _ROOT, trials, [f"proxy_trial.cells_per_program = {k}", full_eval],
         env={name: "0" for name in threads.ENV_VARIABLES})
@@ -221,7 +221,7 @@ def to_markdown(result: dict) -> str:
             "(a checkout run on the same cache); `K=1, seed+1` trains the same cells with "
             "the next seed, so its score gap is the seed noise the other gaps compare with; "
             "`TF default threads` runs the pack with TensorFlow's own CPU threading instead of "
-            "proxy/threads.py's one thread per op. "
+            "utils/threads.py's one thread per op. "
             "The eval s.e. is the jackknife standard error of a trial's mIOU over the eval "
             "set's batches: what another eval sample of the same size would move it by."]
   return "\n".join(lines)

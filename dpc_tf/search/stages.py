@@ -155,11 +155,14 @@ class ProxyTrial:
     return overrides
 
   def _set_threads(self) -> None:
-    """A worker that trains packs runs one thread per op (proxy/threads.py); set before its
-    first trial, whichever of run_pack or a lone trial comes first."""
+    """A worker that trains packs runs one thread per op, a lone-trial worker its share of
+    the cores (utils/threads.py); set before its first trial, whichever of run_pack or a
+    lone trial comes first."""
+    from dpc_tf.utils import threads  # pylint: disable=import-outside-toplevel
     if self.cells_per_program > 1:
-      from dpc_tf.proxy import threads  # pylint: disable=import-outside-toplevel
       threads.configure_for_packs()
+    else:
+      threads.configure_for_share()
 
   @property
   def cells_per_program(self) -> int:
@@ -238,6 +241,8 @@ class RerankTrial:
     """cell "aspp": the ASPP head; seed=K: train.seed + K, in its own model_dir."""
     from dpc_tf.training import train_and_evaluate  # pylint: disable=import-outside-toplevel
     from dpc_tf.training.config import train_config  # pylint: disable=import-outside-toplevel
+    from dpc_tf.utils import threads  # pylint: disable=import-outside-toplevel
+    threads.configure_for_share()  # a worker beside others keeps to its share of the cores
     overrides = dict(self.train_overrides or {})
     if self.checkpoint and self.init_from_checkpoint:
       overrides.setdefault("init_weights", self.checkpoint)

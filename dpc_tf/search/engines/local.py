@@ -7,8 +7,9 @@ killer, os._exit) or runs past `trial_timeout_s` is replaced by a fresh process 
 trial counts one failed attempt; the driver itself never runs trial code, so it survives all
 of these. Workers die with the driver (Linux PR_SET_PDEATHSIG), so a killed driver leaves no
 orphan burning a GPU (dpc_tf.utils.processes, the mechanism every child uses). With
-several GPUs, `visible_devices` pins worker i to
-visible_devices[i % n] through CUDA_VISIBLE_DEVICES.
+several GPUs, `visible_devices` pins worker i to visible_devices[i % n] through
+CUDA_VISIBLE_DEVICES; on CPU, several workers each get cores // workers (DPC_TF_CPU_SHARE,
+dpc_tf.utils.threads) instead of all of them.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from dpc_tf.search import checks, trial as trial_lib
 from dpc_tf.search.coordinator import Coordinator
 from dpc_tf.search.errors import SearchError
 from dpc_tf.search.store import Trial
-from dpc_tf.utils import processes
+from dpc_tf.utils import processes, threads
 
 def _worker_main(conn, payload_bytes: bytes, env: dict, parent_pid: int) -> None:
   """Worker loop: ('run', [(id, cell_json), ...]) -> one ('done', id, record, s) or
@@ -118,9 +119,13 @@ class LocalEngine:
     self.poll_s = poll_s
 
   def _env(self, slot: int) -> dict:
-    if not self.visible_devices:
-      return {}
-    return {"CUDA_VISIBLE_DEVICES": self.visible_devices[slot % len(self.visible_devices)]}
+    """A worker's environment: its GPU, or on CPU its share of the cores when several
+    workers share them (utils/threads.py: 4 threads on 2 cores kept preempting each other)."""
+    if self.visible_devices:
+      return {"CUDA_VISIBLE_DEVICES": self.visible_devices[slot % len(self.visible_devices)]}
+    if self.workers > 1 and not os.environ.get(threads.SHARE_VARIABLE):
+      return {threads.SHARE_VARIABLE: str(threads.share_for(self.workers))}
+    return {}
 
   def close(self) -> None:
     """Nothing outlives run(): workers are stopped when it returns."""
