@@ -10,20 +10,36 @@ uint8 and fits the default 512 MiB).
 
 DPC_TF_SYNTHETIC_MEMO_MB sets the budget in MiB (0 turns the memo off). The arrays handed out
 are shared and read-only; tf.numpy_function copies them into tensors.
+
+Between processes: with DPC_TF_SYNTHETIC_EXAMPLES_DIR set, an example not in the memo is
+read from that folder, or made and written there, so the processes of one job make each
+example once between them (a search sets it for its stages and workers: its re-rank workers
+had each spent ~36 s of CPU generating what stage (a) had made). Files are keyed by the
+config and a hash of synthetic.py (a changed generator never serves old examples), written
+atomically; one that is unreadable or of the wrong shape is made and written again. It is a
+cache: a write that fails (full disk) logs one warning and the job goes on without it.
 """
 
 from __future__ import annotations
 
 import collections
+import functools
+import hashlib
 import os
+import tempfile
 import threading
+from typing import Optional
 
+from absl import logging
 import numpy as np
 
 from dpc_tf.data import synthetic
+from dpc_tf.utils import files
 
 ENV_VARIABLE = "DPC_TF_SYNTHETIC_MEMO_MB"
+DIR_VARIABLE = "DPC_TF_SYNTHETIC_EXAMPLES_DIR"
 DEFAULT_MB = 512
+_write_failed = [False]  # warned once; no more writes in this process
 
 _lock = threading.Lock()
 _examples: "collections.OrderedDict[tuple, tuple[np.ndarray, np.ndarray]]" = \
@@ -69,7 +85,7 @@ def example(config: synthetic.SyntheticConfig, split: str,
         break
     making.wait()  # then take it from the memo (or make it, if it did not fit or failed)
   try:
-    image, mask = synthetic.generate_example(config, split, key[2])
+    image, mask = _made_or_shared(config, split, key[2])
     if budget:
       _keep(key, image, mask, budget)
     return image, mask
@@ -77,6 +93,56 @@ def example(config: synthetic.SyntheticConfig, split: str,
     if budget:
       with _lock:
         _making.pop(key).set()
+
+
+def _made_or_shared(config: synthetic.SyntheticConfig, split: str,
+                    index: int) -> tuple[np.ndarray, np.ndarray]:
+  """The example from DPC_TF_SYNTHETIC_EXAMPLES_DIR if it holds it, else generated (and
+  written there when the variable is set)."""
+  root = os.environ.get(DIR_VARIABLE, "").strip()
+  if not root:
+    return synthetic.generate_example(config, split, index)
+  path = os.path.join(root, f"{config.name}-{_fingerprint(config)}", split, f"{index:06d}.npy")
+  try:
+    both = np.load(path, allow_pickle=False)
+    if both.dtype == np.uint8 and both.shape == (config.height, config.width, 4):
+      return np.ascontiguousarray(both[..., :3]), np.ascontiguousarray(both[..., 3:])
+  except FileNotFoundError:
+    pass
+  except (OSError, ValueError, EOFError):
+    pass  # damaged: made and written again below
+  image, mask = synthetic.generate_example(config, split, index)
+  if not _write_failed[0]:
+    _write_shared(path, np.concatenate([image, mask], axis=-1))
+  return image, mask
+
+
+@functools.lru_cache(maxsize=None)
+def _fingerprint(config: synthetic.SyntheticConfig) -> str:
+  """Identifies the examples a config makes: its fields and the generator's source."""
+  with open(synthetic.__file__, "rb") as f:
+    source = f.read()
+  return hashlib.sha256(source + repr(config).encode()).hexdigest()[:16]
+
+
+def _write_shared(path: str, both: np.ndarray) -> None:
+  """Atomic (temporary file + rename, umask respected, no fsync: a cache); a failure warns
+  once and stops this process' writes."""
+  folder = os.path.dirname(path)
+  tmp = None
+  try:
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".npy")
+    with os.fdopen(fd, "wb") as f:
+      os.fchmod(f.fileno(), 0o666 & ~files.current_umask())
+      np.save(f, both, allow_pickle=False)
+    os.replace(tmp, path)
+  except OSError as e:
+    if tmp is not None and os.path.exists(tmp):
+      os.unlink(tmp)
+    _write_failed[0] = True
+    logging.warning("cannot share generated dpc_synthetic examples in %s (%s); this process "
+                    "generates its own from now on", os.path.dirname(folder), e.strerror or e)
 
 
 def _keep(key: tuple, image: np.ndarray, mask: np.ndarray, budget: int) -> None:

@@ -23,6 +23,7 @@ config that created it, and its identity (identity.py) is checked on every start
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from typing import Callable, Optional, Sequence
@@ -121,6 +122,11 @@ class SearchPaths:
     return os.path.join(self.root, "plots")
 
   @property
+  def synthetic_examples(self) -> str:
+    """Generated dpc_synthetic examples the search's processes share while it runs."""
+    return os.path.join(self.root, "synthetic_examples")
+
+  @property
   def config(self) -> str:
     return os.path.join(self.root, "config.gin")
 
@@ -138,6 +144,26 @@ def driver_lock(path: str):
   file is never followed if it is a link, nor truncated before it is held (utils/locks.py)."""
   return locks.folder_lock(os.path.dirname(path), os.path.basename(path),
                            what="is in use by another search driver", error_class=SearchError)
+
+
+# dpc_tf.data.synthetic_memo.DIR_VARIABLE, spelt here: importing the data package would load
+# TensorFlow into the driver (a test checks they agree).
+SYNTHETIC_EXAMPLES_VARIABLE = "DPC_TF_SYNTHETIC_EXAMPLES_DIR"
+
+
+@contextlib.contextmanager
+def shared_synthetic_examples(paths: SearchPaths):
+  """Points the stage processes and workers started inside (they inherit the environment)
+  at one folder of generated dpc_synthetic examples, so each is made once per search, not
+  once per process; a folder the user chose is left to them."""
+  if os.environ.get(SYNTHETIC_EXAMPLES_VARIABLE):
+    yield
+    return
+  os.environ[SYNTHETIC_EXAMPLES_VARIABLE] = paths.synthetic_examples
+  try:
+    yield
+  finally:
+    os.environ.pop(SYNTHETIC_EXAMPLES_VARIABLE, None)
 
 
 def _call_with_gin(fn, gin_config: str, *args):
@@ -324,7 +350,7 @@ def run_pipeline(search_dir: str, budget: Optional[int] = None, engine: Optional
   baselines = subjects.resolve_baselines(settings.baselines)
   engine_obj = make_engine(engine_name, workers)
   files.writable_dir(paths.root, "search_dir")
-  with driver_lock(paths.lock), Store(paths.store) as store:
+  with driver_lock(paths.lock), Store(paths.store) as store, shared_synthetic_examples(paths):
     if identity.check_identity(store, gin_config, search_dir) or not os.path.exists(paths.config):
       write_text_atomic(paths.config, gin_config)  # the config that made the trials
     checkpoint = prepare_backbone_and_cache(gin_config, checkpoint, maker, cache_dir, builder)
@@ -336,6 +362,7 @@ def run_pipeline(search_dir: str, budget: Optional[int] = None, engine: Optional
                  csv_path=paths.results_csv, retry_failed=retry_failed, baselines=baselines)
       stage_rerank(store, rerank_trial_fn(settings, checkpoint, paths), engine_obj, settings,
                    paths, gin_config, retry_failed, algorithm.objective)
+      files.remove_tree(paths.synthetic_examples)  # kept for a resume until every stage ran
     finally:
       engine_obj.close()
     summary = stage_outputs(store, settings, paths)

@@ -11,7 +11,7 @@ import json
 import os
 
 from dpc_tf import gin_config
-from dpc_tf.search import stages
+from dpc_tf.search import pipeline, stages
 from dpc_tf.search.pipeline import run_pipeline
 from dpc_tf.search.store import Store
 from dpc_tf.search_space import Cell
@@ -61,3 +61,21 @@ def test_synthetic_demo_with_the_real_proxy(tmp_path):
   model_dir = os.path.join(tmp_path, "rerank_models", top["fingerprint"])
   assert any(f.startswith("ckpt") or f == "checkpoint" for f in os.listdir(model_dir))
   assert Cell.load(str(tmp_path / "best_cells" / "rank_1.json")).text == top["cell"]
+  # the generated examples its processes shared are gone once every stage ran
+  assert not os.path.exists(tmp_path / "synthetic_examples")
+  assert pipeline.SYNTHETIC_EXAMPLES_VARIABLE not in os.environ
+
+
+def test_the_search_points_its_processes_at_one_folder_of_generated_examples(monkeypatch,
+                                                                            tmp_path):
+  from dpc_tf.data import synthetic_memo  # pylint: disable=import-outside-toplevel
+  assert pipeline.SYNTHETIC_EXAMPLES_VARIABLE == synthetic_memo.DIR_VARIABLE
+  monkeypatch.delenv(synthetic_memo.DIR_VARIABLE, raising=False)
+  paths = pipeline.SearchPaths(str(tmp_path))
+  with pipeline.shared_synthetic_examples(paths):
+    assert os.environ[synthetic_memo.DIR_VARIABLE] == str(tmp_path / "synthetic_examples")
+  assert synthetic_memo.DIR_VARIABLE not in os.environ
+  monkeypatch.setenv(synthetic_memo.DIR_VARIABLE, "/the/users/own")
+  with pipeline.shared_synthetic_examples(paths):
+    assert os.environ[synthetic_memo.DIR_VARIABLE] == "/the/users/own"
+  assert os.environ[synthetic_memo.DIR_VARIABLE] == "/the/users/own"
