@@ -155,13 +155,15 @@ class ProxyTrial:
     return overrides
 
   def _set_threads(self) -> None:
-    """A worker that trains packs runs one thread per op, a lone-trial worker its share of
-    the cores (utils/threads.py); set before its first trial, whichever of run_pack or a
-    lone trial comes first."""
-    from dpc_tf.utils import threads  # pylint: disable=import-outside-toplevel
+    """A worker that trains packs runs one thread per op without grappler
+    (packed.configure_worker), a lone-trial worker its share of the cores
+    (utils/threads.py); set before its first trial, whichever of run_pack or a lone trial
+    comes first."""
     if self.cells_per_program > 1:
-      threads.configure_for_packs()
+      from dpc_tf.proxy import packed  # pylint: disable=import-outside-toplevel
+      packed.configure_worker()
     else:
+      from dpc_tf.utils import threads  # pylint: disable=import-outside-toplevel
       threads.configure_for_share()
 
   @property

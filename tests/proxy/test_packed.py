@@ -119,3 +119,17 @@ def test_a_rung_work_order_trains_in_the_pack_to_its_own_steps(tiny_cache, tmp_p
   assert records[0]["train_seconds"] == pytest.approx(records[1]["train_seconds"] / 2)
   fixed = records[1]["pack_seconds"] - 2.5 * records[1]["train_seconds"]
   assert records[1]["seconds"] == pytest.approx(fixed / 4 + records[1]["train_seconds"])
+
+
+def test_a_pack_worker_runs_one_thread_per_op_without_grappler():
+  import json, os, subprocess, sys  # pylint: disable=import-outside-toplevel,multiple-imports
+  probe = ("import json, tensorflow as tf\n"
+           "from dpc_tf.proxy import packed\n"
+           "packed.configure_worker()\n"
+           "print(json.dumps([tf.config.threading.get_intra_op_parallelism_threads(),\n"
+           "  tf.config.optimizer.get_experimental_options().get('disable_meta_optimizer')]))\n")
+  clean = {k: v for k, v in os.environ.items()
+           if k not in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "DPC_TF_CPU_SHARE")}
+  out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                       env={**clean, "PYTHONPATH": os.getcwd(), "CUDA_VISIBLE_DEVICES": ""})
+  assert json.loads(out.stdout.strip().splitlines()[-1]) == [1, True]
