@@ -35,8 +35,7 @@ import time
 from absl import flags
 
 from dpc_tf.errors import DpcError
-from dpc_tf.utils import threads
-from dpc_tf.utils import processes
+from dpc_tf.utils import processes, threads
 
 flags.DEFINE_string("proxy_throughput_cache", None, "A finished feature cache of "
                     "gin/proxy/synthetic.gin (the demo's search_dir/feature_cache).")

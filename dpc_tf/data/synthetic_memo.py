@@ -28,7 +28,6 @@ import hashlib
 import os
 import tempfile
 import threading
-from typing import Optional
 
 from absl import logging
 import numpy as np
@@ -107,10 +106,8 @@ def _made_or_shared(config: synthetic.SyntheticConfig, split: str,
     both = np.load(path, allow_pickle=False)
     if both.dtype == np.uint8 and both.shape == (config.height, config.width, 4):
       return np.ascontiguousarray(both[..., :3]), np.ascontiguousarray(both[..., 3:])
-  except FileNotFoundError:
-    pass
   except (OSError, ValueError, EOFError):
-    pass  # damaged: made and written again below
+    pass  # not there yet, or damaged: made and written (again) below
   image, mask = synthetic.generate_example(config, split, index)
   if not _write_failed[0]:
     _write_shared(path, np.concatenate([image, mask], axis=-1))
