@@ -25,14 +25,15 @@ from __future__ import annotations
 import collections
 import functools
 import hashlib
+import io
 import os
-import tempfile
 import threading
 
 from absl import logging
 import numpy as np
 
 from dpc_tf.data import synthetic
+from dpc_tf.errors import DpcError, one_line
 from dpc_tf.utils import files
 
 ENV_VARIABLE = "DPC_TF_SYNTHETIC_MEMO_MB"
@@ -123,23 +124,17 @@ def _fingerprint(config: synthetic.SyntheticConfig) -> str:
 
 
 def _write_shared(path: str, both: np.ndarray) -> None:
-  """Atomic (temporary file + rename, umask respected, no fsync: a cache); a failure warns
+  """Atomic, umask respected, no fsync (files.write_bytes_atomic; a cache); a failure warns
   once and stops this process' writes."""
-  folder = os.path.dirname(path)
-  tmp = None
+  buffer = io.BytesIO()
+  np.save(buffer, both, allow_pickle=False)
   try:
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".npy")
-    with os.fdopen(fd, "wb") as f:
-      os.fchmod(f.fileno(), 0o666 & ~files.current_umask())
-      np.save(f, both, allow_pickle=False)
-    os.replace(tmp, path)
-  except OSError as e:
-    if tmp is not None and os.path.exists(tmp):
-      os.unlink(tmp)
+    files.write_bytes_atomic(path, buffer.getvalue(), durable=False)
+  except (OSError, DpcError) as e:
     _write_failed[0] = True
     logging.warning("cannot share generated dpc_synthetic examples in %s (%s); this process "
-                    "generates its own from now on", os.path.dirname(folder), e.strerror or e)
+                    "generates its own from now on", os.path.dirname(os.path.dirname(path)),
+                    one_line(e))
 
 
 def _keep(key: tuple, image: np.ndarray, mask: np.ndarray, budget: int) -> None:

@@ -64,8 +64,12 @@ def disk_error(error: OSError, path: str) -> DpcError:
   return error
 
 
-def write_bytes_atomic(path: str, data: bytes) -> None:
-  """Writes via a temporary file in the same folder, fsync, then an atomic rename."""
+def write_bytes_atomic(path: str, data: bytes, durable: bool = True) -> None:
+  """Writes via a temporary file in the same folder, fsync, then an atomic rename.
+
+  durable=False skips the fsync, for caches whose files are checked when read and made
+  again when damaged (a power cut may leave one empty, never a half-written one in place).
+  """
   folder = os.path.dirname(os.path.abspath(path))
   tmp = None
   try:
@@ -74,8 +78,9 @@ def write_bytes_atomic(path: str, data: bytes) -> None:
     with os.fdopen(fd, "wb") as f:
       os.fchmod(f.fileno(), 0o666 & ~current_umask())
       f.write(data)
-      f.flush()
-      os.fsync(f.fileno())
+      if durable:
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
   except BaseException as e:
     if tmp is not None and os.path.exists(tmp):
